@@ -1,0 +1,199 @@
+"""The ingest HTTP service: `create_app()` builds a FastAPI app around an `IngestRuntime`."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.adapters import generic
+from service.auth import api_key_from_headers
+from service.body import parse_json, read_body
+from service.config import ServiceSettings, get_settings
+from service.errors import IngestError, unauthorized, unprocessable
+from service.intake import RequestInfo
+from service.openapi import ALERTS_OPENAPI, add_alert_schemas
+from service.runtime import IngestRuntime
+from warehouse.timestamps import now_us
+
+log = logging.getLogger(__name__)
+
+_SECRET_HEADER_WORDS = (
+    "auth", "key", "token", "secret", "signature", "password", "cookie", "credential", "session"
+)
+
+
+def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status, headers, media_type="application/json")
+
+
+def error_response(error: IngestError) -> Response:
+    return json_response({"error": error.code, "detail": error.message}, error.status,
+                        error.headers)
+
+
+def safe_headers(request: Request) -> dict[str, str]:
+    """Headers worth archiving: never anything that could carry a credential."""
+    kept = {}
+    for name, value in request.headers.items():
+        if not any(word in name for word in _SECRET_HEADER_WORDS) and len(kept) < 64:
+            kept[name] = value[:1024]
+    return kept
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = IngestRuntime.build(settings)
+        runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.stop()
+
+    app = FastAPI(
+        title="Alert Whisperer ingest",
+        version="1",
+        summary="Signed, multi-tenant intake of monitoring alerts into a Parquet lake.",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    _install_routes(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                             routes=app.routes)
+        app.openapi_schema = add_alert_schemas(schema)
+    return app.openapi_schema
+
+
+def _install_routes(app: FastAPI) -> None:
+    async def ingest_generic(request: Request) -> Response:
+        return await ingest(request, "generic")
+
+    for path in ("/v1/alerts", "/v1/webhooks/generic"):
+        app.add_api_route(
+            path, ingest_generic, methods=["POST"], status_code=202, openapi_extra=ALERTS_OPENAPI,
+            summary="Submit canonical alerts", tags=["ingest"],
+            operation_id="post_alerts" if path == "/v1/alerts" else "post_webhook_generic",
+        )
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> Response:
+        """The process is up."""
+        return json_response({"status": "ok"}, 200)
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz(request: Request) -> Response:
+        """The buffer has room and the lake is writable."""
+        ok, status = request.app.state.runtime.ready()
+        return json_response({"status": "ok" if ok else "unavailable", **status},
+                             200 if ok else 503)
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics(request: Request) -> Response:
+        """Prometheus text exposition."""
+        registry = request.app.state.runtime.metrics.registry
+        return Response(generate_latest(registry), 200, media_type=CONTENT_TYPE_LATEST)
+
+
+async def ingest(request: Request, route: str) -> Response:
+    runtime: IngestRuntime = request.app.state.runtime
+    metrics = runtime.metrics
+    tenant = "-"
+    signature: bytes | None = None
+    try:
+        headers = request.headers
+        timestamp = headers.get("x-timestamp")
+        runtime.auth.check_timestamp(timestamp)
+        found = runtime.auth.tenant_for_key(api_key_from_headers(headers))
+        if found is None:
+            raise unauthorized()
+        tenant = found
+        options = runtime.auth.options(tenant)
+        _check_content_type(headers.get("content-type"))
+        body = await read_body(request.stream(), headers, runtime.settings.max_body_bytes)
+        if options.require_signature or headers.get("x-signature") is not None:
+            signature = runtime.auth.verify_signature(
+                tenant, timestamp, headers.get("x-signature"), body
+            )
+            if not runtime.auth.replays.check_and_add(tenant, signature, runtime.auth.clock()):
+                signature = None  # not ours to forget: the first request owns it
+                raise IngestError(409, "replay", "this signed request was already received")
+        received_us = now_us()
+        try:
+            records = generic.normalize(parse_json(body), received_us)
+        except generic.AdapterError as exc:
+            raise unprocessable(str(exc)) from None
+        wait = runtime.limiter.take(
+            tenant, len(records), options.rate_limit_per_second, options.rate_limit_burst
+        )
+        if wait > 0:
+            raise IngestError(
+                429, "rate_limited", f"tenant is over its rate of "
+                f"{options.rate_limit_per_second:g} events/s",
+                {"Retry-After": runtime.limiter.retry_after_header(wait)},
+            )
+        info = RequestInfo(
+            tenant_id=tenant, route=route, received_us=received_us, body=body,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            content_type=headers.get("content-type"), headers=safe_headers(request),
+        )
+        receipt = await runtime.intake.submit(info, records)
+    except IngestError as error:
+        metrics.rejected.labels(tenant, error.code).inc()
+        if signature is not None and error.retryable:
+            runtime.auth.replays.forget(tenant, signature)
+        return error_response(error)
+    metrics.requests.labels(tenant, route).inc()
+    metrics.accepted.labels(tenant, records[0].source).inc(len(records))
+    for dup in receipt.duplicate_events:
+        metrics.duplicates.labels(tenant, dup["reason"]).inc()
+    return json_response(receipt.as_json(), 202)
+
+
+def _check_content_type(content_type: str | None) -> None:
+    media, _, params = (content_type or "").partition(";")
+    charset = params.strip().lower()
+    if media.strip().lower() != "application/json" or (
+        charset and charset.replace(" ", "") not in ("charset=utf-8", "charset=\"utf-8\"")
+    ):
+        raise IngestError(
+            415, "unsupported_media_type",
+            "Content-Type must be application/json (UTF-8)",
+        )
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return json_response({"error": code, "detail": str(exc.detail)}, exc.status_code,
+                             dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return json_response({"error": "invalid_request", "detail": str(exc.errors()[:3])}, 422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # A bug of ours, not the client's: log it (without the request), answer briefly.
+        log.exception("unexpected error on %s", request.url.path)
+        return json_response({"error": "internal_error", "detail": "internal error"}, 500)

@@ -1,0 +1,148 @@
+"""Reading and parsing request bodies without trusting them.
+
+The size limit holds for declared lengths, chunked bodies without a length, and compressed
+bodies as they inflate (a zip bomb is cut off at the limit, not after). JSON is parsed
+strictly: orjson refuses NaN/Infinity, out-of-range numbers, invalid UTF-8, encoded and lone
+surrogates, trailing data and extreme depth; a second pass refuses duplicate keys (orjson
+silently keeps the last one) and escaped NUL characters.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from service.errors import IngestError, bad_request
+
+SUPPORTED_ENCODINGS = ("identity", "gzip", "deflate")
+MAX_DEPTH = 64
+
+
+def too_large(limit: int) -> IngestError:
+    return IngestError(413, "payload_too_large", f"request body exceeds {limit} bytes")
+
+
+async def read_body(
+    chunks: AsyncIterator[bytes], headers: Mapping[str, str], limit: int
+) -> bytes:
+    """Read the body, inflating gzip/deflate, refusing anything past `limit` bytes."""
+    declared = headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise bad_request("bad_content_length", "Content-Length is not a number")
+        if int(declared) > limit:
+            raise too_large(limit)
+    encoding = headers.get("content-encoding", "identity").strip().lower() or "identity"
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise IngestError(
+            415, "unsupported_encoding",
+            f"Content-Encoding {encoding!r} is not supported (use gzip, deflate or none)",
+        )
+    inflater = None if encoding == "identity" else zlib.decompressobj(wbits=47)
+    out = bytearray()
+    wire = 0
+    async for chunk in chunks:
+        wire += len(chunk)
+        if wire > limit:
+            raise too_large(limit)
+        out += _inflate(inflater, chunk, limit - len(out), limit) if inflater else chunk
+        if len(out) > limit:
+            raise too_large(limit)
+    if inflater is not None:
+        if not inflater.eof:
+            raise bad_request("bad_encoding", f"truncated {encoding} body")
+        if inflater.unused_data:
+            raise bad_request("bad_encoding", f"data after the end of the {encoding} stream")
+    return bytes(out)
+
+
+def _inflate(inflater: Any, chunk: bytes, room: int, limit: int) -> bytes:
+    try:
+        data: bytes = inflater.decompress(chunk, room + 1)
+    except zlib.error as exc:
+        raise bad_request("bad_encoding", f"body is not valid compressed data: {exc}") from None
+    if len(data) > room or inflater.unconsumed_tail:
+        raise too_large(limit)
+    return data
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+_PAIRS_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicate_keys)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON document strictly; any problem is a 400 with a precise reason."""
+    if not body.strip():
+        raise bad_request("empty_body", "request body is empty")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request("malformed_json", f"body is not valid JSON: {exc}") from None
+    if isinstance(document, dict | list):
+        _check_duplicate_keys(body)
+    if b"\\u0000" in body and _contains_nul(document):
+        raise bad_request("nul_character", "NUL characters are not allowed in strings")
+    if _depth(document) > MAX_DEPTH:
+        raise bad_request("too_deep", f"JSON nesting deeper than {MAX_DEPTH} levels")
+    return document
+
+
+def _check_duplicate_keys(body: bytes) -> None:
+    try:
+        _PAIRS_DECODER.decode(body.decode("utf-8"))
+    except _DuplicateKey as exc:
+        raise bad_request(
+            "duplicate_key", f"JSON object has the key {exc.key[:64]!r} more than once"
+        ) from None
+    except (ValueError, RecursionError):
+        raise bad_request("malformed_json", "body is not valid JSON") from None
+
+
+def _contains_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, iteratively (a recursive walk is what deep JSON attacks)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((v, level + 1) for v in item if isinstance(v, dict | list))
+    return deepest

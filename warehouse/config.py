@@ -1,0 +1,51 @@
+"""Platform-wide settings shared by the service, the pipelines and the CLI.
+
+One settings object per process, created by a cached function (`platform_settings`) and
+passed down, never read at import time, so tests can point everything at a temp directory by
+setting `AW_*` variables and calling `platform_settings.cache_clear()`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PlatformSettings(BaseSettings):
+    """Where the embedded default keeps its files, and where the lake lives."""
+
+    model_config = SettingsConfigDict(env_prefix="AW_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    # `file://…` or `s3://bucket/prefix`; empty means `file://$AW_DATA_DIR/lake`.
+    lake_uri: str = ""
+    s3_endpoint_url: str | None = None
+    warehouse_path: Path | None = None
+    # Base64 of 32 random bytes. Empty: a key file under the data dir is created (embedded mode).
+    master_key: SecretStr | None = None
+
+    @property
+    def resolved_lake_uri(self) -> str:
+        if self.lake_uri:
+            return self.lake_uri
+        return (self.data_dir / "lake").resolve().as_uri()
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "registry.sqlite"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.data_dir / "secrets" / "master.key"
+
+    @property
+    def resolved_warehouse_path(self) -> Path:
+        return self.warehouse_path or self.data_dir / "warehouse.duckdb"
+
+
+@lru_cache
+def platform_settings() -> PlatformSettings:
+    return PlatformSettings()
