@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from service.adapters import generic
 from service.auth import api_key_from_headers
@@ -44,7 +45,7 @@ def error_response(error: IngestError) -> Response:
 
 def safe_headers(request: Request) -> dict[str, str]:
     """Headers worth archiving: never anything that could carry a credential."""
-    kept = {}
+    kept: dict[str, str] = {}
     for name, value in request.headers.items():
         if not any(word in name for word in _SECRET_HEADER_WORDS) and len(kept) < 64:
             kept[name] = value[:1024]
@@ -157,6 +158,9 @@ async def ingest(request: Request, route: str) -> Response:
             content_type=headers.get("content-type"), headers=safe_headers(request),
         )
         receipt = await runtime.intake.submit(info, records)
+    except ClientDisconnect:
+        metrics.rejected.labels(tenant, "client_disconnected").inc()
+        return error_response(IngestError(400, "client_disconnected", "client went away"))
     except IngestError as error:
         metrics.rejected.labels(tenant, error.code).inc()
         if signature is not None and error.retryable:

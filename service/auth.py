@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import threading
 import time
 from collections import deque
@@ -21,7 +22,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from service.errors import IngestError, unauthorized
-from warehouse.registry import AuthSnapshot, Registry, TenantOptions
+from warehouse.registry import AuthSnapshot, Registry, RegistryError, TenantOptions
+
+log = logging.getLogger(__name__)
 
 _REFRESH_CHECK_SECONDS = 1.0
 _REFRESH_MAX_AGE_SECONDS = 60.0
@@ -87,11 +90,19 @@ class Authenticator:
         if mono - self._checked >= _REFRESH_CHECK_SECONDS:
             with self._lock:
                 self._checked = mono
-                version = self.registry.data_version()
-                if version != self._version or mono - self._loaded >= _REFRESH_MAX_AGE_SECONDS:
-                    self._snapshot = self.registry.auth_snapshot(self._now())
-                    self._version, self._loaded = version, mono
+                try:
+                    self._refresh(mono)
+                except RegistryError as exc:
+                    # A busy or briefly unreadable registry must not fail intake: keep
+                    # serving the last good snapshot and try again on the next check.
+                    log.warning("registry refresh failed, keeping the last snapshot: %s", exc)
         return self._snapshot
+
+    def _refresh(self, mono: float) -> None:
+        version = self.registry.data_version()
+        if version != self._version or mono - self._loaded >= _REFRESH_MAX_AGE_SECONDS:
+            self._snapshot = self.registry.auth_snapshot(self._now())
+            self._version, self._loaded = version, mono
 
     def tenant_for_key(self, api_key: str | None) -> str | None:
         if not api_key:
@@ -100,7 +111,10 @@ class Authenticator:
         return self.snapshot().tenant_for_key_hash.get(digest)
 
     def options(self, tenant_id: str) -> TenantOptions:
-        return self.snapshot().options[tenant_id]
+        options = self.snapshot().options.get(tenant_id)
+        if options is None:  # the tenant vanished between two snapshots
+            raise unauthorized()
+        return options
 
     def check_timestamp(self, timestamp: str | None) -> int | None:
         """Validate `X-Timestamp` before any key lookup, so its answer leaks nothing."""

@@ -12,14 +12,13 @@ Two tiers, so that a key is always in one of them once its event is acknowledged
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import asyncio
 
 DELIVERY, BODY, REQUEST = 1, 2, 3
 _CHUNK = 500  # SQLite's bound-parameter limit is far above; keeps statements small
@@ -100,7 +99,7 @@ class DedupIndex:
                 f"({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall()
-            for key, kind, ref_id, received_us in rows:
+            for key, _kind, ref_id, received_us in rows:
                 hits[key] = Hit(ref_id, received_us)
         kinds = dict(keys)
         return {

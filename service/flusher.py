@@ -20,8 +20,16 @@ import orjson
 import pyarrow as pa
 
 from service.buffer import DurableBuffer, Segment
-from service.dedup import BODY, DELIVERY, REQUEST, DedupIndex, KeyEntry, body_key
-from service.dedup import delivery_key, request_key
+from service.dedup import (
+    BODY,
+    DELIVERY,
+    REQUEST,
+    DedupIndex,
+    KeyEntry,
+    body_key,
+    delivery_key,
+    request_key,
+)
 from warehouse.lake import Lake, LakeError
 from warehouse.schema import ALERT_EVENTS, DUPLICATE_EVENTS, REQUESTS
 from warehouse.timestamps import us_to_datetime
@@ -46,7 +54,7 @@ class SegmentTables:
             occurred = event["occurred_at"]
             self.rows[("raw/alerts", tenant, day)].append(
                 event | {
-                    "occurred_at": us_to_datetime(occurred if occurred is not None else received_us),
+                    "occurred_at": us_to_datetime(received_us if occurred is None else occurred),
                     "occurred_at_defaulted": occurred is None,
                     "received_at": received_at,
                     "request_id": meta["request_id"],
@@ -63,7 +71,7 @@ class SegmentTables:
             occurred = dup["occurred_at"]
             self.rows[("raw/duplicates", tenant, day)].append(
                 dup | {
-                    "occurred_at": us_to_datetime(occurred if occurred is not None else received_us),
+                    "occurred_at": us_to_datetime(received_us if occurred is None else occurred),
                     "received_at": received_at,
                     "request_id": meta["request_id"],
                 }
@@ -129,6 +137,7 @@ class Flusher:
             self.flush_sealed()
 
     def _run(self) -> None:
+        self._check_lake()
         backoff = 0.5
         while not self._stop.is_set():
             self.buffer.sealed_event.wait(timeout=1.0)
@@ -151,12 +160,16 @@ class Flusher:
                 self.on_error()
                 log.warning("lake unavailable, %s stays buffered: %s", segment.path.name, exc)
                 return False
-        if not self.lake_ok:
-            try:
-                self.lake.probe()
-            except LakeError:
-                return False
-            self.lake_ok, self.last_error = True, None
+        return self.lake_ok or self._check_lake()
+
+    def _check_lake(self) -> bool:
+        """Probe the lake so readiness is honest even when there is nothing to flush."""
+        try:
+            self.lake.probe()
+        except LakeError as exc:
+            self.lake_ok, self.last_error = False, str(exc)
+            return False
+        self.lake_ok, self.last_error = True, None
         return True
 
     def flush(self, segment: Segment) -> None:
@@ -167,7 +180,8 @@ class Flusher:
             directory = self.lake.partition_dir(table, tenant, day)
             for n, offset in enumerate(range(0, arrow.num_rows, self.max_rows_per_file)):
                 name = f"seg-{segment.first_seq:020d}-{n:03d}.parquet"
-                self.lake.write_parquet(directory, name, arrow.slice(offset, self.max_rows_per_file))
+                chunk = arrow.slice(offset, self.max_rows_per_file)
+                self.lake.write_parquet(directory, name, chunk)
             rows += arrow.num_rows if table == "raw/alerts" else 0
         self.lake_ok, self.last_error = True, None
         self.dedup.persist(content.keys)

@@ -85,9 +85,9 @@ class IngestRuntime:
         self.flusher.stop(drain=True)
         self.dedup.close()
 
-    def ready(self) -> tuple[bool, dict[str, object]]:
+    def ready(self) -> tuple[bool, dict[str, int | str]]:
         buffer_ok = self.buffer.depth_bytes < self.settings.buffer_max_bytes
-        status = {
+        status: dict[str, int | str] = {
             "buffer": "ok" if buffer_ok else "full",
             "buffer_bytes": self.buffer.depth_bytes,
             "lake": "ok" if self.flusher.lake_ok else "unavailable",

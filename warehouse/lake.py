@@ -61,14 +61,14 @@ class Lake:
                 self.fs.create_dir(directory, recursive=True)
                 tmp = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
                 with self.fs.open_output_stream(tmp) as out:
-                    pq.write_table(table, out, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+                    pq.write_table(table, out, **PARQUET_OPTIONS)
                     out.flush()
                 _fsync_path(tmp)
                 self.fs.move(tmp, path)
                 _fsync_path(directory)
             else:
                 with self.fs.open_output_stream(path) as out:
-                    pq.write_table(table, out, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+                    pq.write_table(table, out, **PARQUET_OPTIONS)
         except (OSError, pa.ArrowException) as exc:
             raise LakeError(f"lake write failed for {path}: {exc}") from exc
         return path
@@ -77,7 +77,8 @@ class Lake:
         """Every Parquet file of a table, sorted by path (hidden temp files excluded)."""
         base = posixpath.join(self.root, table)
         try:
-            infos = self.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+            selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+            infos = self.fs.get_file_info(selector)
         except (OSError, pa.ArrowException) as exc:
             raise LakeError(f"cannot list {base}: {exc}") from exc
         keep = [
@@ -155,7 +156,7 @@ def open_lake(
         endpoint = urlparse(s3_endpoint_url)
         kwargs["endpoint_override"] = endpoint.netloc or s3_endpoint_url
         kwargs["scheme"] = endpoint.scheme or "https"
-    fs = pafs.S3FileSystem(**kwargs)  # type: ignore[arg-type]
+    fs = pafs.S3FileSystem(**kwargs)
     root = posixpath.join(parsed.netloc, parsed.path.strip("/")).rstrip("/")
     return Lake(fs=fs, root=root, uri=uri)
 

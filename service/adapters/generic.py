@@ -43,7 +43,9 @@ def normalize(document: Any, received_us: int) -> list[AlertRecord]:
     ]
 
 
-def _record(alert: CanonicalAlertIn, raw: dict[str, Any], index: int | None, now: int) -> AlertRecord:
+def _record(
+    alert: CanonicalAlertIn, raw: dict[str, Any], index: int | None, now: int
+) -> AlertRecord:
     occurred = None
     if alert.occurred_at is not None:
         try:
@@ -88,7 +90,7 @@ def _describe(exc: ValidationError, is_list: bool) -> str:
     parts = []
     for error in exc.errors()[:5]:
         loc = list(error["loc"])
-        index = loc.pop(0) if loc and isinstance(loc[0], int) else None
+        index = int(loc.pop(0)) if loc and isinstance(loc[0], int) else None
         where = _where(index if is_list else None) + ".".join(str(p) for p in loc)
         parts.append(f"{where or 'body'}: {error['msg']}")
     more = exc.error_count() - len(parts)
