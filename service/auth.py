@@ -1,8 +1,8 @@
 """Who is sending: API key → tenant, HMAC-SHA256 request signatures, replay protection.
 
 The tenant always comes from the credential. Keys are looked up by their sha256 in an
-in-memory snapshot of the registry, refreshed when the registry changes (checked at most
-once a second) and at least once a minute (so rotated secrets expire on time).
+in-memory snapshot of the registry, rebuilt (checked at most once a second) when the registry
+changed, when a rotated secret's grace ended, and at least once a minute.
 
 Signature: `X-Signature: sha256=<hex of HMAC-SHA256(secret, "<X-Timestamp>.<raw body>")>`,
 timestamp in unix seconds within ±tolerance, constant-time comparison against every active
@@ -79,7 +79,6 @@ class Authenticator:
         self.replays = ReplayCache(ttl=2 * tolerance_seconds)
         self._lock = threading.Lock()
         self._snapshot: AuthSnapshot = registry.auth_snapshot(self._now())
-        self._version = registry.data_version()
         self._checked = self._loaded = time.monotonic()
 
     def _now(self) -> datetime:
@@ -99,16 +98,20 @@ class Authenticator:
         return self._snapshot
 
     def _refresh(self, mono: float) -> None:
-        version = self.registry.data_version()
-        if version != self._version or mono - self._loaded >= _REFRESH_MAX_AGE_SECONDS:
+        current = self._snapshot
+        expired = current.valid_until is not None and self._now() >= current.valid_until
+        if (
+            expired
+            or self.registry.data_version() != current.data_version
+            or mono - self._loaded >= _REFRESH_MAX_AGE_SECONDS
+        ):
             self._snapshot = self.registry.auth_snapshot(self._now())
-            self._version, self._loaded = version, mono
+            self._loaded = mono
 
     def tenant_for_key(self, api_key: str | None) -> str | None:
         if not api_key:
             return None
-        digest = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
-        return self.snapshot().tenant_for_key_hash.get(digest)
+        return self.snapshot().tenant_for_key(api_key)
 
     def options(self, tenant_id: str) -> TenantOptions:
         options = self.snapshot().options.get(tenant_id)

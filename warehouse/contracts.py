@@ -37,8 +37,10 @@ MAX_MESSAGE = 16384
 MAX_LABELS = 128
 
 # RFC 3339 with a mandatory offset; up to 9 fractional digits (Go emits nanoseconds).
+# ASCII digits only: the validator's `\d` would also match non-ASCII digits ("２０２６").
 RFC3339_PATTERN = (
-    r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
 
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]

@@ -1,0 +1,299 @@
+"""`aw tenants …`: create tenants, issue and revoke credentials, change options and settings.
+
+Credentials are printed once, when they are issued; the registry keeps only hashes and
+ciphertexts. Bad input ends with one `Error: …` line on stderr and exit code 2; a registry
+that cannot be used (locked, unreadable) with exit code 1. `--json` prints one JSON document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+from service.tenants_output import (
+    emit,
+    iso,
+    options_line,
+    settings_summary,
+    show_lines,
+    tenant_document,
+    version_document,
+)
+from warehouse.config import platform_settings
+from warehouse.correlation_settings import parse_duration
+from warehouse.registry import Registry, RegistryError, RegistryUnavailable, check_options
+
+N = TypeVar("N", int, float)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+_ONCE = "Store it now: it is shown only once and cannot be recovered."
+
+
+class CommandError(click.ClickException):
+    """Bad input: one `Error: …` line on stderr, exit code 2."""
+
+    exit_code = 2
+
+
+class RegistryUnusable(click.ClickException):
+    """The registry is locked or unreadable: one `Error: …` line, exit code 1."""
+
+    exit_code = 1
+
+
+@contextmanager
+def _open_registry() -> Iterator[Registry]:
+    """The registry of the current settings; its errors become CommandErrors."""
+    with _as_command_errors():
+        registry = Registry.open(platform_settings())
+    try:
+        with _as_command_errors():
+            yield registry
+    finally:
+        registry.close()
+
+
+@contextmanager
+def _as_command_errors() -> Iterator[None]:
+    try:
+        yield
+    except RegistryUnavailable as exc:
+        raise RegistryUnusable(str(exc)) from None
+    except (RegistryError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+@click.group()
+def tenants() -> None:
+    """Manage tenants: credentials, intake options and correlation settings."""
+
+
+@tenants.command()
+@click.argument("tenant_id")
+@click.option("--name", required=True, help="Display name of the tenant.")
+@_json_option
+def create(tenant_id: str, name: str, as_json: bool) -> None:
+    """Create a tenant and print its API key and HMAC secret (once)."""
+    with _open_registry() as registry:
+        issued = registry.create_tenant(tenant_id, name)
+    document = {
+        "tenant_id": issued.tenant_id,
+        "api_key": issued.api_key,
+        "hmac_secret": issued.hmac_secret,
+    }
+    emit(
+        as_json,
+        document,
+        [
+            f"Created tenant {issued.tenant_id!r}.",
+            f"API key:     {issued.api_key}",
+            f"HMAC secret: {issued.hmac_secret}",
+        ],
+    )
+    if not as_json:
+        click.echo("Store both now: they are shown only once and cannot be recovered.", err=True)
+
+
+@tenants.command(name="list")
+@_json_option
+def list_(as_json: bool) -> None:
+    """List tenants."""
+    with _open_registry() as registry:
+        found = registry.list_tenants()
+    lines = [
+        f"{t.id}\t{t.name}\tkeys: {len(t.key_prefixes)}\tsecrets: {t.secret_count}" for t in found
+    ] or ["No tenants yet: create one with `aw tenants create`."]
+    emit(as_json, [tenant_document(t) for t in found], lines)
+
+
+@tenants.command()
+@click.argument("tenant_id")
+@_json_option
+def show(tenant_id: str, as_json: bool) -> None:
+    """Show a tenant's options, key prefixes, current settings and settings history."""
+    with _open_registry() as registry:
+        tenant = registry.get_tenant(tenant_id)
+        current = registry.settings_at(tenant_id, datetime.now(UTC))
+        history = registry.settings_history(tenant_id)
+    document = tenant_document(tenant) | {
+        "current_settings": version_document(current),
+        "settings_history": [version_document(v) for v in history],
+    }
+    lines = show_lines(tenant, current, history)
+    emit(as_json, document, lines)
+
+
+def _parse_number(option: str, text: str | None, kind: type[N]) -> N | None:
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        noun = "an integer" if kind is int else "a number"
+        raise CommandError(f"{option}: {text!r} is not {noun}") from None
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip().upper())
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise CommandError(
+            f"--effective-at: {text!r} is not an RFC 3339 time with an offset, "
+            "such as 2026-11-26T10:00:00Z"
+        )
+    return value.astimezone(UTC)
+
+
+def _source_overrides(pairs: tuple[str, ...]) -> dict[str, str | None]:
+    overrides: dict[str, str | None] = {}
+    for pair in pairs:
+        source, sep, duration = pair.rpartition("=")
+        if not sep or not source:
+            raise CommandError(f"--stale-after-source: expected SOURCE=DURATION, got {pair!r}")
+        overrides[source] = None if duration == "default" else duration
+    return overrides
+
+
+def _settings_changes(values: dict[str, Any]) -> dict[str, object]:
+    changes: dict[str, object] = {
+        name: values[name]
+        for name in ("window", "cap", "lateness", "stale_after", "clock_skew")
+        if values[name] is not None
+    }
+    if values["key"] is not None:
+        changes["key"] = [part.strip() for part in values["key"].split(",")]
+    threshold = _parse_number("--threshold", values["threshold"], int)
+    if threshold is not None:
+        changes["threshold"] = threshold
+    if values["stale_after_source"]:
+        changes["stale_after_by_source"] = _source_overrides(values["stale_after_source"])
+    return changes
+
+
+@tenants.command(name="set")
+@click.argument("tenant_id")
+@click.option("--window", help="Correlation window W (R5), 1m-24h, e.g. 10m.")
+@click.option("--key", help="Aggregation key fields (R4), e.g. asset,signature or asset,label:env.")
+@click.option("--cap", help="Incident cap M (R6), from the window to 30d.")
+@click.option("--threshold", help="Events before an incident is visible (R13), 1-1000.")
+@click.option("--lateness", help="Lateness horizon L (R9), 1m-30d.")
+@click.option("--stale-after", help="T_stale (R8), 5m-30d.")
+@click.option(
+    "--stale-after-source",
+    multiple=True,
+    metavar="SOURCE=DURATION",
+    help="Per-source T_stale; SOURCE=default removes the override. Repeatable.",
+)
+@click.option("--clock-skew", help="Future tolerance F (R9), 0s-24h.")
+@click.option("--effective-at", help="RFC 3339 time the settings apply from (default: now).")
+@click.option(
+    "--require-signature/--no-require-signature",
+    default=None,
+    help="Whether requests must carry an HMAC signature besides the API key.",
+)
+@click.option("--rate-limit", help="Events per second (0 = unlimited).")
+@click.option("--rate-burst", help="Token-bucket burst size.")
+@_json_option
+def set_(tenant_id: str, as_json: bool, **values: Any) -> None:
+    """Change options now, or correlation settings as a new version (R15)."""
+    changes = _settings_changes(values)
+    effective_at = _parse_time(values["effective_at"])
+    rate = _parse_number("--rate-limit", values["rate_limit"], float)
+    burst = _parse_number("--rate-burst", values["rate_burst"], int)
+    signature = values["require_signature"]
+    has_options = (signature, rate, burst) != (None, None, None)
+    if effective_at is not None and not changes:
+        raise CommandError("--effective-at needs at least one correlation setting to change")
+    if not changes and not has_options:
+        raise CommandError("nothing to change: give a setting or an option (see --help)")
+    with _open_registry() as registry:
+        check_options(rate, burst)  # so bad options fail before a settings version is stored
+        version = registry.set_settings(tenant_id, changes, effective_at) if changes else None
+        tenant = (
+            registry.set_options(tenant_id, signature, rate, burst)
+            if has_options
+            else registry.get_tenant(tenant_id)
+        )
+    document = {
+        "tenant_id": tenant.id,
+        "tenant": tenant_document(tenant),
+        "settings_version": None if version is None else version_document(version),
+    }
+    lines = [f"Tenant {tenant.id}:", options_line(tenant)]
+    if version is not None:
+        lines.append(
+            f"  settings version {version.version} effective "
+            f"{iso(version.effective_at)}: {settings_summary(version.settings)}"
+        )
+    emit(as_json, document, lines)
+
+
+@tenants.command(name="rotate-secret")
+@click.argument("tenant_id")
+@click.option(
+    "--grace", default="24h", show_default=True, help="How long older secrets stay valid (0s-30d)."
+)
+@_json_option
+def rotate_secret(tenant_id: str, grace: str, as_json: bool) -> None:
+    """Issue a new HMAC secret (printed once); older ones expire after the grace period."""
+    try:
+        period = parse_duration(grace)
+    except ValueError as exc:
+        raise CommandError(f"--grace: {exc}") from None
+    now = datetime.now(UTC)
+    with _open_registry() as registry:
+        secret = registry.rotate_secret(tenant_id, period, now=now)
+    until = iso(now + period)
+    document = {"tenant_id": tenant_id, "hmac_secret": secret, "previous_secrets_expire_by": until}
+    emit(
+        as_json,
+        document,
+        [
+            f"New HMAC secret for {tenant_id!r}: {secret}",
+            f"Older secrets stay valid until {until} at the latest.",
+        ],
+    )
+    if not as_json:
+        click.echo(_ONCE, err=True)
+
+
+@tenants.command(name="new-key")
+@click.argument("tenant_id")
+@_json_option
+def new_key(tenant_id: str, as_json: bool) -> None:
+    """Issue one more API key (printed once); existing keys stay valid."""
+    with _open_registry() as registry:
+        api_key = registry.new_api_key(tenant_id)
+    emit(
+        as_json,
+        {"tenant_id": tenant_id, "api_key": api_key},
+        [f"New API key for {tenant_id!r}: {api_key}"],
+    )
+    if not as_json:
+        click.echo(_ONCE, err=True)
+
+
+@tenants.command(name="revoke-key")
+@click.argument("tenant_id")
+@click.option("--key-prefix", help="The first 12 characters of the key (see `aw tenants show`).")
+@click.option("--all", "revoke_all", is_flag=True, help="Revoke every key of the tenant.")
+@_json_option
+def revoke_key(tenant_id: str, key_prefix: str | None, revoke_all: bool, as_json: bool) -> None:
+    """Revoke one API key by prefix, or all of them; takes effect at the service's next poll."""
+    if (key_prefix is None) == (not revoke_all):
+        raise CommandError("give exactly one of --key-prefix or --all")
+    with _open_registry() as registry:
+        count = registry.revoke_key(tenant_id, None if revoke_all else key_prefix)
+        if key_prefix is not None and count == 0:
+            raise CommandError(f"tenant {tenant_id!r} has no active key with prefix {key_prefix!r}")
+        remaining = registry.get_tenant(tenant_id).key_prefixes
+    document = {"tenant_id": tenant_id, "revoked": count, "key_prefixes": list(remaining)}
+    lines = [f"Revoked {count} key(s) of {tenant_id!r}; active: {', '.join(remaining) or 'none'}."]
+    emit(as_json, document, lines)

@@ -1,0 +1,364 @@
+"""The tenant registry: tenants, their credentials, options and versioned correlation settings.
+
+One SQLite file (`PlatformSettings.registry_path`) shared by the service, the CLI and the
+pipelines; `registry_store` holds the SQL, `secret_box` the encryption. Records returned from
+here never carry secret material, except `IssuedCredentials` (shown to the operator once) and
+`AuthSnapshot` (for the service's authenticator); both keep it out of their repr.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from warehouse import registry_store as store
+from warehouse.config import PlatformSettings
+from warehouse.correlation_settings import CorrelationSettings, format_duration
+from warehouse.registry_records import (
+    TENANT_ID_PATTERN,
+    AuthSnapshot,
+    IssuedCredentials,
+    SettingsVersion,
+    Tenant,
+    TenantOptions,
+    check_options,
+    hash_api_key,
+    validate_tenant_id,
+)
+from warehouse.secret_box import SecretBox, SecretBoxError, load_secret_box
+
+__all__ = [
+    "TENANT_ID_PATTERN",
+    "AuthSnapshot",
+    "IssuedCredentials",
+    "Registry",
+    "RegistryError",
+    "RegistryUnavailable",
+    "SettingsVersion",
+    "Tenant",
+    "TenantNotFound",
+    "TenantOptions",
+    "check_options",
+    "hash_api_key",
+    "validate_tenant_id",
+]
+
+API_KEY_PREFIX = "awk_"
+HMAC_SECRET_PREFIX = "awh_"
+KEY_PREFIX_CHARS = 12
+DEFAULT_GRACE = timedelta(hours=24)
+MAX_GRACE = timedelta(days=30)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class RegistryError(Exception):
+    """A registry request that cannot be done as asked (the message says why)."""
+
+
+class TenantNotFound(RegistryError):
+    """No tenant has this id."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The registry file stayed locked past the busy timeout or cannot be used; retry later."""
+
+
+class Registry:
+    """The registry file; one instance may be shared by threads (one connection, one lock).
+
+    Methods that write or depend on the clock take `now` (timezone-aware UTC) for tests.
+    """
+
+    def __init__(
+        self, conn: sqlite3.Connection, probe: sqlite3.Connection, settings: PlatformSettings
+    ) -> None:
+        self._conn = conn
+        self._probe = probe  # only asks PRAGMA data_version, see data_version()
+        self._settings = settings
+        self._lock = threading.RLock()
+        self._own_writes = 0
+        self._box: SecretBox | None = None
+
+    @classmethod
+    def open(cls, settings: PlatformSettings) -> Registry:
+        """Open the registry file of these settings, creating and migrating it if needed."""
+        path = settings.registry_path
+        try:
+            conn = store.connect(path)
+            store.migrate(conn)
+            probe = store.connect(path)
+        except (sqlite3.Error, store.SchemaError, OSError) as exc:
+            raise RegistryUnavailable(f"cannot open the tenant registry {path}: {exc}") from None
+        return cls(conn, probe, settings)
+
+    def close(self) -> None:
+        """Close the connections."""
+        with self._lock:
+            self._conn.close()
+            self._probe.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def create_tenant(
+        self, tenant_id: str, name: str, *, now: datetime | None = None
+    ) -> IssuedCredentials:
+        """Add a tenant with one API key and one HMAC secret, returned here only."""
+        validate_tenant_id(tenant_id)
+        name = _check_name(name)
+        at, box = _now(now), self._secret_box()
+        with self._write() as conn:
+            if store.tenant_exists(conn, tenant_id):
+                raise RegistryError(f"tenant {tenant_id!r} already exists")
+            store.insert_tenant(conn, tenant_id, name, at)
+            api_key = _issue_api_key(conn, tenant_id, at)
+            hmac_secret = _issue_secret(conn, box, tenant_id, at)
+        return IssuedCredentials(tenant_id, api_key, hmac_secret)
+
+    def list_tenants(self, *, now: datetime | None = None) -> list[Tenant]:
+        """Every tenant, by id."""
+        at = _now(now)
+        with self._read() as conn:
+            ids = [tenant_id for (tenant_id,) in conn.execute("SELECT id FROM tenants ORDER BY id")]
+            return [
+                _require(store.load_tenant(conn, tenant_id, at), tenant_id) for tenant_id in ids
+            ]
+
+    def get_tenant(self, tenant_id: str, *, now: datetime | None = None) -> Tenant:
+        """One tenant; raises TenantNotFound."""
+        validate_tenant_id(tenant_id)
+        at = _now(now)
+        with self._read() as conn:
+            return _require(store.load_tenant(conn, tenant_id, at), tenant_id)
+
+    def set_options(
+        self,
+        tenant_id: str,
+        require_signature: bool | None = None,
+        rate_limit_per_second: float | None = None,
+        rate_limit_burst: int | None = None,
+    ) -> Tenant:
+        """Change the options given (None keeps one as it is); returns the updated tenant."""
+        validate_tenant_id(tenant_id)
+        check_options(rate_limit_per_second, rate_limit_burst)
+        if (require_signature, rate_limit_per_second, rate_limit_burst) == (None, None, None):
+            raise ValueError("no option to change was given")
+        signature = None if require_signature is None else int(bool(require_signature))
+        with self._write() as conn:
+            self._require_tenant(conn, tenant_id)
+            store.update_options(
+                conn, tenant_id, (signature, rate_limit_per_second, rate_limit_burst)
+            )
+        return self.get_tenant(tenant_id)
+
+    def new_api_key(self, tenant_id: str, *, now: datetime | None = None) -> str:
+        """Issue one more API key for the tenant; its other keys stay valid."""
+        validate_tenant_id(tenant_id)
+        with self._write() as conn:
+            self._require_tenant(conn, tenant_id)
+            return _issue_api_key(conn, tenant_id, _now(now))
+
+    def revoke_key(
+        self, tenant_id: str, key_prefix: str | None, *, now: datetime | None = None
+    ) -> int:
+        """Revoke the tenant's active keys with this 12-character prefix (None: all of them).
+
+        Returns how many were revoked; 0 when none matched.
+        """
+        validate_tenant_id(tenant_id)
+        with self._write() as conn:
+            self._require_tenant(conn, tenant_id)
+            return store.revoke_api_keys(conn, tenant_id, key_prefix, _now(now))
+
+    def rotate_secret(
+        self, tenant_id: str, grace: timedelta = DEFAULT_GRACE, *, now: datetime | None = None
+    ) -> str:
+        """Issue a new HMAC secret; every older valid one expires `grace` from now (or sooner,
+        if it was already due to)."""
+        validate_tenant_id(tenant_id)
+        if not timedelta(0) <= grace <= MAX_GRACE:
+            raise ValueError(f"grace must be between 0s and {format_duration(MAX_GRACE)}")
+        at, box = _now(now), self._secret_box()
+        with self._write() as conn:
+            self._require_tenant(conn, tenant_id)
+            store.expire_secrets(conn, tenant_id, at, at + grace)
+            return _issue_secret(conn, box, tenant_id, at)
+
+    def set_settings(
+        self,
+        tenant_id: str,
+        changes: Mapping[str, object],
+        effective_at: datetime | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> SettingsVersion:
+        """Store a new version: the one in force at `effective_at` with `changes` applied.
+
+        Every version is a full snapshot (R15). A version placed before later ones does not
+        alter them: from the next version's effective time on, that one rules again.
+        """
+        validate_tenant_id(tenant_id)
+        if not changes:
+            raise ValueError("no correlation setting to change was given")
+        at = _now(now)
+        effective = at if effective_at is None else _utc(effective_at, "effective_at")
+        with self._write() as conn:
+            self._require_tenant(conn, tenant_id)
+            base = _version_or_default(conn, tenant_id, effective)
+            settings = base.settings.with_changes(changes)
+            return store.insert_settings_version(conn, tenant_id, settings, effective, at)
+
+    def settings_history(self, tenant_id: str) -> list[SettingsVersion]:
+        """Every stored version by version number (the default, version 0, is not stored)."""
+        validate_tenant_id(tenant_id)
+        with self._read() as conn:
+            self._require_tenant(conn, tenant_id)
+            return store.settings_versions(conn, tenant_id)
+
+    def settings_at(self, tenant_id: str, t: datetime) -> SettingsVersion:
+        """The version in force at `t`: latest effective time <= t, the highest number on ties;
+        version 0 (defaults, effective since the epoch) when none is."""
+        validate_tenant_id(tenant_id)
+        at = _utc(t, "t")
+        with self._read() as conn:
+            self._require_tenant(conn, tenant_id)
+            return _version_or_default(conn, tenant_id, at)
+
+    def data_version(self) -> int:
+        """A number that changes whenever anyone commits to the registry; compare with !=.
+
+        SQLite's data_version moves on commits by *other* connections: other processes, and
+        this instance's own main connection as seen from the probe connection. The own-write
+        counter is a second guard for this instance's writes.
+        """
+        with self._lock, _unavailable_on_operational_error():
+            (probed,) = self._probe.execute("PRAGMA data_version").fetchone()
+            return int(probed) + self._own_writes
+
+    def auth_snapshot(self, now: datetime | None = None) -> AuthSnapshot:
+        """What the authenticator needs, read in one transaction, secrets decrypted.
+
+        Rebuild it when data_version() changes or `valid_until` passes (that is when a secret
+        in a rotation's grace period expires).
+        """
+        at, box = _now(now), self._secret_box()
+        version = self.data_version()  # read first: a later commit makes the next poll differ
+        with self._read() as conn:
+            keys, options, sealed = store.auth_rows(conn, at)
+        secrets_by_tenant: dict[str, list[bytes]] = {tenant_id: [] for tenant_id in options}
+        for tenant_id, ciphertext, _expires in sealed:
+            secrets_by_tenant[tenant_id].append(_open_secret(box, ciphertext, tenant_id))
+        expiries = [expires for _, _, expires in sealed if expires is not None]
+        return AuthSnapshot.build(
+            keys,
+            {tenant_id: tuple(found) for tenant_id, found in secrets_by_tenant.items()},
+            options,
+            data_version=version,
+            taken_at=at,
+            valid_until=min(expiries, default=None),
+        )
+
+    def _require_tenant(self, conn: sqlite3.Connection, tenant_id: str) -> None:
+        if not store.tenant_exists(conn, tenant_id):
+            raise TenantNotFound(f"no tenant {tenant_id!r}")
+
+    def _secret_box(self) -> SecretBox:
+        # Loaded on first use, so commands that touch no secret never create a key file.
+        with self._lock:
+            if self._box is None:
+                try:
+                    self._box = load_secret_box(self._settings)
+                except (SecretBoxError, OSError) as exc:
+                    raise RegistryError(f"cannot load the master key: {exc}") from None
+            return self._box
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so concurrent writers queue on the busy
+        # timeout instead of failing when they upgrade a read transaction.
+        with self._lock, _unavailable_on_operational_error():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+            self._own_writes += 1
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        # One read transaction, so reads of several tables see one state.
+        with self._lock, _unavailable_on_operational_error():
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("ROLLBACK")
+
+
+@contextmanager
+def _unavailable_on_operational_error() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise RegistryUnavailable(f"tenant registry unavailable: {exc}") from None
+
+
+def _utc(value: datetime, name: str) -> datetime:
+    offset = value.utcoffset() if isinstance(value, datetime) else None
+    if offset is None or offset != timedelta(0):
+        raise ValueError(f"{name} must be a timezone-aware UTC datetime, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def _now(now: datetime | None) -> datetime:
+    return datetime.now(UTC) if now is None else _utc(now, "now")
+
+
+def _check_name(name: str) -> str:
+    cleaned = name.strip() if isinstance(name, str) else ""
+    if not 1 <= len(cleaned) <= 200 or not cleaned.isprintable():
+        raise ValueError("tenant name must be 1-200 printable characters")
+    return cleaned
+
+
+def _require(tenant: Tenant | None, tenant_id: str) -> Tenant:
+    if tenant is None:
+        raise TenantNotFound(f"no tenant {tenant_id!r}")
+    return tenant
+
+
+def _version_or_default(conn: sqlite3.Connection, tenant_id: str, t: datetime) -> SettingsVersion:
+    found = store.settings_version_at(conn, tenant_id, t)
+    return found or SettingsVersion(tenant_id, 0, EPOCH, EPOCH, CorrelationSettings())
+
+
+def _issue_api_key(conn: sqlite3.Connection, tenant_id: str, now: datetime) -> str:
+    # Only the hash is stored (see hash_api_key for why a fast hash is right here).
+    api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    store.insert_api_key(conn, tenant_id, hash_api_key(api_key), api_key[:KEY_PREFIX_CHARS], now)
+    return api_key
+
+
+def _issue_secret(conn: sqlite3.Connection, box: SecretBox, tenant_id: str, now: datetime) -> str:
+    # The tenant id is the associated data: a ciphertext copied into another tenant's row
+    # fails to decrypt instead of authenticating that tenant.
+    hmac_secret = HMAC_SECRET_PREFIX + secrets.token_urlsafe(32)
+    store.insert_secret(conn, tenant_id, box.seal(hmac_secret.encode(), tenant_id.encode()), now)
+    return hmac_secret
+
+
+def _open_secret(box: SecretBox, ciphertext: bytes, tenant_id: str) -> bytes:
+    try:
+        return box.open(ciphertext, tenant_id.encode())
+    except SecretBoxError as exc:
+        raise RegistryError(f"tenant {tenant_id!r}: {exc}") from None
