@@ -111,7 +111,17 @@ class Authenticator:
     def tenant_for_key(self, api_key: str | None) -> str | None:
         if not api_key:
             return None
-        return self.snapshot().tenant_for_key(api_key)
+        tenant = self.snapshot().tenant_for_key(api_key)
+        if tenant is None and self.registry.data_version() != self._snapshot.data_version:
+            # A key created a moment ago: look again now rather than after the next periodic
+            # check. `data_version` is one cheap PRAGMA, so a flood of bad keys costs little.
+            with self._lock:
+                try:
+                    self._refresh(time.monotonic())
+                except RegistryError as exc:
+                    log.warning("registry refresh failed: %s", exc)
+            tenant = self._snapshot.tenant_for_key(api_key)
+        return tenant
 
     def options(self, tenant_id: str) -> TenantOptions:
         options = self.snapshot().options.get(tenant_id)

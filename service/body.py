@@ -32,9 +32,11 @@ async def read_body(
     """Read the body, inflating gzip/deflate, refusing anything past `limit` bytes."""
     declared = headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise bad_request("bad_content_length", "Content-Length is not a number")
-        if int(declared) > limit:
+        # Compare digit counts first: int() of a huge digit string raises (and is slow).
+        digits = declared.lstrip("0")
+        if len(digits) > len(str(limit)) or int(digits or "0") > limit:
             raise too_large(limit)
     encoding = headers.get("content-encoding", "identity").strip().lower() or "identity"
     if encoding not in SUPPORTED_ENCODINGS:
@@ -97,14 +99,22 @@ def parse_json(body: bytes) -> Any:
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if "depth limit exceeded" in str(exc):  # orjson's own limit (1024 levels)
+            raise _too_deep() from None
         raise bad_request("malformed_json", f"body is not valid JSON: {exc}") from None
+    # Depth first: the duplicate-key pass uses CPython's recursive decoder, which raises
+    # RecursionError (reported as malformed) on nesting orjson still accepts.
+    if _depth(document) > MAX_DEPTH:
+        raise _too_deep()
     if isinstance(document, dict | list):
         _check_duplicate_keys(body)
     if b"\\u0000" in body and _contains_nul(document):
         raise bad_request("nul_character", "NUL characters are not allowed in strings")
-    if _depth(document) > MAX_DEPTH:
-        raise bad_request("too_deep", f"JSON nesting deeper than {MAX_DEPTH} levels")
     return document
+
+
+def _too_deep() -> IngestError:
+    return bad_request("too_deep", f"JSON nesting deeper than {MAX_DEPTH} levels")
 
 
 def _check_duplicate_keys(body: bytes) -> None:

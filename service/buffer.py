@@ -178,8 +178,13 @@ class DurableBuffer:
 
     @property
     def depth_bytes(self) -> int:
-        active = self._active.size if self._active else 0
-        return self._sealed_bytes + active + self._queued_bytes
+        # Read without the lock, in the order that makes a concurrent writer or seal only
+        # overcount: queued (decremented after active.size grows), then `_active` once (the
+        # writer may clear it), then sealed (incremented before `_active` is cleared).
+        queued = self._queued_bytes
+        active = self._active
+        active_bytes = active.size if active is not None else 0
+        return queued + active_bytes + self._sealed_bytes
 
     def oldest_age_seconds(self) -> float:
         sealed = self.sealed_segments()
@@ -216,7 +221,7 @@ class DurableBuffer:
         data = b"".join(p.data for p in batch)
         error: BaseException | None = None
         try:
-            active = self._ensure_active()
+            active = self._ensure_active(batch[0].data)
             try:
                 _write_all(active.fd, data)
                 os.fdatasync(active.fd)
@@ -236,9 +241,13 @@ class DurableBuffer:
         except RuntimeError:  # loop closed during shutdown: nobody is waiting any more
             pass
 
-    def _ensure_active(self) -> _Active:
+    def _ensure_active(self, first_record: bytes) -> _Active:
         if self._active is None:
-            first = self._next_seq
+            # Named after the first sequence number it holds, which no other segment holds.
+            # Not `_next_seq`: numbers are allocated before their records reach this thread,
+            # so a segment sealed on its first batch and the next one could get the same
+            # name, and sealing the second would replace the first.
+            first = _first_seq(first_record, default=self._next_seq)
             path = self.directory / f"seg-{first:020d}.wal"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             _fsync_dir(self.directory)
@@ -264,12 +273,12 @@ class DurableBuffer:
         if active is None:
             return
         os.close(active.fd)
+        with self._cond:
+            self._sealed_bytes += active.size  # before `_active` is cleared: see depth_bytes
         self._active = None
         sealed = active.path.with_suffix(".sealed")
         os.replace(active.path, sealed)
         _fsync_dir(self.directory)
-        with self._cond:
-            self._sealed_bytes += active.size
         self.sealed_event.set()
 
     # ---- the flusher's side -----------------------------------------------------------
@@ -333,6 +342,16 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _first_seq(record: bytes, default: int) -> int:
+    """The `first_seq` in a record's meta (the intake writes it), else `default`."""
+    try:
+        _, meta_len, _, _ = _HEADER.unpack_from(record)
+        value = orjson.loads(record[_HEADER.size : _HEADER.size + meta_len]).get("first_seq")
+    except (struct.error, ValueError, AttributeError):
+        return default
+    return value if isinstance(value, int) else default
 
 
 def _last_seq(meta: bytes) -> int:

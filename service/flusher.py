@@ -142,12 +142,20 @@ class Flusher:
         while not self._stop.is_set():
             self.buffer.sealed_event.wait(timeout=1.0)
             self.buffer.sealed_event.clear()
-            if self.flush_sealed():
+            try:
+                flushed = self.flush_sealed()
+                self._prune()
+            except Exception:
+                # Not the lake (flush_sealed handles LakeError) but e.g. a locked dedup file
+                # or a bug: the segment stays buffered and is retried. A dead thread would
+                # flush nothing until a restart while intake kept filling the buffer.
+                log.exception("flushing failed; retrying with backoff")
+                flushed = False
+            if flushed:
                 backoff = 0.5
             else:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
-            self._prune()
 
     def flush_sealed(self) -> bool:
         """Flush every sealed segment in order; False when the lake refused one."""

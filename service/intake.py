@@ -16,8 +16,17 @@ from typing import Any
 import orjson
 
 from service.buffer import BufferFull, BufferWriteError, DurableBuffer, encode_record
-from service.dedup import BODY, DELIVERY, REQUEST, DedupIndex, Hit, KeyEntry, body_key
-from service.dedup import delivery_key, request_key
+from service.dedup import (
+    BODY,
+    DELIVERY,
+    REQUEST,
+    DedupIndex,
+    Hit,
+    KeyEntry,
+    body_key,
+    delivery_key,
+    request_key,
+)
 from service.errors import unavailable
 from warehouse.contracts import AlertRecord
 
