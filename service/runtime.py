@@ -86,7 +86,10 @@ class IngestRuntime:
         self.dedup.close()
 
     def ready(self) -> tuple[bool, dict[str, int | str]]:
-        buffer_ok = self.buffer.depth_bytes < self.settings.buffer_max_bytes
+        # Not ready once the room left might not take one more large request (a maximal
+        # body, or a tenth of a small buffer), so readiness turns 503 before intake does.
+        room = self.settings.buffer_max_bytes - self.buffer.depth_bytes
+        buffer_ok = room > min(self.settings.max_body_bytes, self.settings.buffer_max_bytes // 10)
         status: dict[str, int | str] = {
             "buffer": "ok" if buffer_ok else "full",
             "buffer_bytes": self.buffer.depth_bytes,
