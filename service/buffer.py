@@ -61,10 +61,25 @@ class Segment:
     first_seq: int
 
     def records(self) -> Iterator[tuple[bytes, bytes]]:
-        """Yield (meta, body) of every complete record (a torn tail ends the iteration)."""
-        data = self.path.read_bytes()
-        for meta, body, _ in _parse(data):
-            yield meta, body
+        """Yield (meta, body) of every complete record (a torn tail ends the iteration).
+
+        One record at a time: a segment is up to `flush_max_bytes` (64 MB), and the flusher
+        should not hold all of it on top of the rows it builds from it (peak RSS).
+        """
+        with open(self.path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            while True:
+                header = fh.read(_HEADER.size)
+                if len(header) < _HEADER.size:
+                    return
+                magic, meta_len, body_len, crc = _HEADER.unpack(header)
+                length = meta_len + body_len
+                if magic != _MAGIC or length > size - fh.tell():
+                    return
+                payload = fh.read(length)
+                if len(payload) < length or zlib.crc32(payload) != crc:
+                    return
+                yield payload[:meta_len], payload[meta_len:]
 
 
 def _parse(data: bytes) -> Iterator[tuple[bytes, bytes, int]]:

@@ -45,7 +45,7 @@ _SCHEMAS = {"raw/alerts": ALERT_EVENTS, "raw/duplicates": DUPLICATE_EVENTS,
             "raw/requests": REQUESTS}
 # Rows wait as Python dicts (~2.5 KB per event) only until this many have gathered, then
 # become Arrow (~0.3 KB): a 200,000-event segment as dicts alone would take ~500 MB.
-_ROWS_PER_CHUNK = 10_000
+_ROWS_PER_CHUNK = 2_000
 
 
 class SegmentTables:
