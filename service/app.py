@@ -58,12 +58,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = IngestRuntime.build(settings)
-        runtime.start()
+        await runtime.start()
         app.state.runtime = runtime
         try:
             yield
         finally:
-            runtime.stop()
+            await runtime.stop()
 
     app = FastAPI(
         title="Alert Whisperer ingest",

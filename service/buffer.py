@@ -1,16 +1,19 @@
 """The durable buffer: an append-only, fsync'd log of accepted requests, with group commit.
 
-A request is acknowledged (202) only after its record is on disk. Records are appended by one
-writer thread: it takes every record queued since its last fsync, writes them with one
-`write`, calls `fdatasync` once, then wakes all their waiters at once. While one fsync runs,
-the next batch gathers, so batches grow with load and the event loop never blocks on the disk
+A request is acknowledged (202) only after its record is on disk. The event loop queues
+records; one drain task hands everything queued since the last fsync to a single disk thread,
+which writes it with one `write` and one `fdatasync`, then the drain task wakes all those
+requests at once. While one fsync runs the next batch gathers, so batches grow with load and
+the event loop never blocks on the disk, with one thread hand-off per batch, not per request
 (STACK.md: group commit keeps ~83 % of the non-durable throughput). A failed write fails
-every waiter of its batch (503) and is cut off the file, so it is never replayed.
+every request of its batch (503) and is cut off the file, so it is never replayed.
 
-The log is a directory of segments `seg-<first_seq>.wal`. The active segment is sealed
-(renamed `.sealed`) when it reaches the configured count, bytes or age; the flusher moves
-sealed segments to the lake and deletes them only after the lake write is confirmed. On start
-every leftover segment is sealed, its torn tail (a crash mid-write: never acknowledged) cut.
+The log is a directory of segments `seg-<id>.wal`, the id being the first sequence number a
+segment holds. The event loop decides which segment each record goes to and when a segment
+is sealed (renamed `.sealed`: by count, bytes or age), so the intake knows at once which
+segment holds an event. The flusher (`service.flusher`, its own process) moves sealed
+segments to the lake and deletes them only after the lake write is confirmed. On start every
+leftover segment is sealed, its torn tail (a crash mid-write: never acknowledged) cut.
 
 Record layout: magic `AWR1`, meta length (u32), body length (u32), crc32 of meta+body (u32),
 then the meta JSON and the raw body bytes.
@@ -22,10 +25,10 @@ import asyncio
 import logging
 import os
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,14 +49,12 @@ class BufferWriteError(Exception):
     """The disk refused a write or an fsync (retryable; nothing of the batch was kept)."""
 
 
-@dataclass(slots=True)
-class _Pending:
-    data: bytes
-    events: int
-    future: asyncio.Future[None]
+def encode_record(meta: bytes, body: bytes) -> bytes:
+    crc = zlib.crc32(body, zlib.crc32(meta))
+    return _HEADER.pack(_MAGIC, len(meta), len(body), crc) + meta + body
 
 
-@dataclass
+@dataclass(frozen=True)
 class Segment:
     """A sealed segment on disk and the records it holds."""
 
@@ -82,29 +83,40 @@ class Segment:
                 yield payload[:meta_len], payload[meta_len:]
 
 
-def _parse(data: bytes) -> Iterator[tuple[bytes, bytes, int]]:
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        magic, meta_len, body_len, crc = _HEADER.unpack_from(data, offset)
-        start = offset + _HEADER.size
-        end = start + meta_len + body_len
-        if magic != _MAGIC or end > len(data) or zlib.crc32(data[start:end]) != crc:
-            return
-        yield data[start : start + meta_len], data[start + meta_len : end], end
-        offset = end
+def sealed_segments(directory: Path) -> list[Segment]:
+    """Sealed segments, oldest first (what the flusher works through)."""
+    return [
+        Segment(path=p, first_seq=int(p.stem.split("-")[1]))
+        for p in sorted(directory.glob("seg-*.sealed"))
+    ]
 
 
-def encode_record(meta: bytes, body: bytes) -> bytes:
-    crc = zlib.crc32(body, zlib.crc32(meta))
-    return _HEADER.pack(_MAGIC, len(meta), len(body), crc) + meta + body
+def delete_segment(segment: Segment) -> None:
+    """Forget a segment whose records are confirmed in the lake (the flusher's last step)."""
+    try:
+        segment.path.unlink()
+    except FileNotFoundError:  # another flusher got there first: same outcome
+        return
+    fsync_dir(segment.path.parent)
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """Records bound for one segment, fsync'd together; `seal_after` closes the segment."""
+
+    segment: int
+    future: asyncio.Future[None]
+    records: list[bytes] = field(default_factory=list)
+    size: int = 0
+    seal_after: bool = False
 
 
 @dataclass
-class _Active:
-    path: Path
-    fd: int
-    first_seq: int
-    opened_at: float = field(default_factory=time.monotonic)
+class _OpenSegment:
+    """The segment records are going to (event-loop view)."""
+
+    id: int
+    opened_at: float
     events: int = 0
     size: int = 0
 
@@ -126,32 +138,36 @@ class DurableBuffer:
         self.segment_max_bytes = segment_max_bytes
         self.segment_max_age = segment_max_age
         directory.mkdir(parents=True, exist_ok=True)
-        self._cond = threading.Condition()
-        self._queue: list[_Pending] = []
-        self._active: _Active | None = None
+        self._queue: list[_Chunk] = []
+        self._open: _OpenSegment | None = None
+        self._writing = False
         self._stopping = False
-        self._sealed_bytes = 0
         self._queued_bytes = 0
-        self.sealed_event = threading.Event()
+        self._unsealed_bytes = 0  # written to `.wal` files, not yet sealed
+        self._sealed: dict[int, int] = {}  # segment id → size, as last seen on disk
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aw-buffer")
+        self._fd: int | None = None  # the disk thread's open segment
+        self._fd_segment = -1
         self._seq_lease_path = directory / "seq.lease"
-        self._next_seq, self._seq_limit = self._recover()
-        self._thread = threading.Thread(target=self._run, name="aw-buffer-writer", daemon=True)
+        self._next_seq, self._seq_limit, self._last_segment = self._recover()
 
-    # ---- sequence numbers -------------------------------------------------------------
+    # ---- recovery and sequence numbers -------------------------------------------------
 
-    def _recover(self) -> tuple[int, int]:
-        """Seal leftovers, cut torn tails, and start the sequence after anything ever used."""
+    def _recover(self) -> tuple[int, int, int]:
+        """Seal leftovers, cut torn tails, start above every sequence number ever used."""
         highest = 0
         for path in sorted(self.directory.glob("seg-*.wal")):
-            self._truncate_torn_tail(path)
+            _truncate_torn_tail(path)
             path.rename(path.with_suffix(".sealed"))
-        for seg in self.sealed_segments():
-            self._sealed_bytes += seg.path.stat().st_size
+        segments = sealed_segments(self.directory)
+        for seg in segments:
+            self._sealed[seg.first_seq] = seg.path.stat().st_size
             for meta, _ in seg.records():
-                highest = max(highest, _last_seq(meta))
+                highest = max(highest, int(orjson.loads(meta).get("last_seq", 0)))
         lease = int(self._seq_lease_path.read_text()) if self._seq_lease_path.exists() else 1
         start = max(lease, highest + 1)
-        return start, self._write_lease(start + _SEQ_LEASE_BLOCK)
+        last_segment = max((s.first_seq for s in segments), default=0)
+        return start, self._write_lease(start + _SEQ_LEASE_BLOCK), last_segment
 
     def _write_lease(self, limit: int) -> int:
         # The lease is written (and fsync'd) before any number below it is handed out, so
@@ -172,176 +188,214 @@ class DurableBuffer:
             self._seq_limit = self._write_lease(self._next_seq + _SEQ_LEASE_BLOCK)
         return first
 
-    # ---- appending --------------------------------------------------------------------
+    # ---- appending (event loop) --------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread.start()
+    def submit(
+        self, record: bytes, events: int, first_seq: int
+    ) -> tuple[asyncio.Future[None], int]:
+        """Queue a record; returns the future of its fsync and the id of its segment.
 
-    def submit(self, record: bytes, events: int) -> asyncio.Future[None]:
-        """Queue a record; the future completes once it is fsync'd or fails with
-        BufferWriteError. Raises BufferFull at once when the bound is reached."""
+        Raises BufferFull at once when the bound is reached, BufferWriteError when stopping.
+        """
+        if self._stopping:
+            raise BufferWriteError("buffer is shutting down")
         if self.depth_bytes + len(record) > self.max_bytes:
             raise BufferFull()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        with self._cond:
-            if self._stopping:
-                raise BufferWriteError("buffer is shutting down")
-            self._queue.append(_Pending(record, events, future))
-            self._queued_bytes += len(record)
-            self._cond.notify()
-        return future
+        if self._open is not None and self._due(extra_bytes=len(record)):
+            self._seal_open()
+        if self._open is None:
+            # Ids only need to be unique and increasing; a record of zero events shares its
+            # first_seq with the next record, so never reuse the last id.
+            seg_id = max(first_seq, self._last_segment + 1)
+            self._open, self._last_segment = _OpenSegment(seg_id, time.monotonic()), seg_id
+        chunk = self._queue[-1] if self._queue else None
+        if chunk is None or chunk.segment != self._open.id or chunk.seal_after:
+            chunk = _Chunk(self._open.id, asyncio.get_running_loop().create_future())
+            self._queue.append(chunk)
+        chunk.records.append(record)
+        chunk.size += len(record)
+        self._queued_bytes += len(record)
+        self._open.events += events
+        self._open.size += len(record)
+        self._kick()
+        return chunk.future, self._open.id
+
+    def _due(self, extra_bytes: int = 0) -> bool:
+        seg = self._open
+        if seg is None or not seg.events:
+            return False
+        return (
+            seg.events >= self.segment_max_events
+            or seg.size + extra_bytes > self.segment_max_bytes
+            or time.monotonic() - seg.opened_at >= self.segment_max_age
+        )
+
+    def _seal_open(self) -> None:
+        seg, self._open = self._open, None
+        if seg is None:
+            return
+        last = self._queue[-1] if self._queue else None
+        if last is not None and last.segment == seg.id:
+            last.seal_after = True
+        else:  # all of its records are already on their way to disk
+            future = asyncio.get_running_loop().create_future()
+            self._queue.append(_Chunk(seg.id, future, seal_after=True))
+        self._kick()
+
+    def tick(self) -> None:
+        """Seal the open segment when it is old enough (called periodically by the runtime)."""
+        if self._due():
+            self._seal_open()
+
+    def _kick(self) -> None:
+        if not self._writing:
+            self._writing = True
+            asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                chunks, self._queue = self._queue, []
+                errors = await loop.run_in_executor(self._executor, self._apply, chunks)
+                for chunk, error in zip(chunks, errors, strict=True):
+                    self._queued_bytes -= chunk.size
+                    if chunk.future.done():
+                        continue
+                    if error is None:
+                        chunk.future.set_result(None)
+                    else:
+                        chunk.future.set_exception(BufferWriteError(error))
+        finally:
+            self._writing = False
+
+    # ---- the disk thread ---------------------------------------------------------------
+
+    def _apply(self, chunks: list[_Chunk]) -> list[str | None]:
+        """Write, fsync and seal, in queue order; one error string (or None) per chunk."""
+        errors: list[str | None] = []
+        for chunk in chunks:
+            error = None
+            if chunk.records:
+                error = self._write_chunk(chunk)
+            if chunk.seal_after:
+                self._seal_file(chunk.segment)
+            errors.append(error)
+        return errors
+
+    def _write_chunk(self, chunk: _Chunk) -> str | None:
+        data = b"".join(chunk.records)
+        try:
+            fd = self._segment_fd(chunk.segment)
+        except OSError as exc:
+            log.error("cannot open buffer segment: %s", exc)
+            return str(exc)
+        before = os.fstat(fd).st_size
+        try:
+            _write_all(fd, data)
+            os.fdatasync(fd)
+        except OSError as exc:
+            log.error("buffer write failed: %s", exc)
+            try:
+                os.ftruncate(fd, before)  # the batch was never acknowledged
+            except OSError:
+                # Garbage may follow good records: seal now, so nothing is appended after it
+                # (replay stops at the first bad record).
+                self._seal_file(chunk.segment)
+            return str(exc)
+        self._unsealed_bytes += len(data)
+        return None
+
+    def _segment_fd(self, segment: int) -> int:
+        if self._fd is None or self._fd_segment != segment:
+            if self._fd is not None:
+                self._seal_file(self._fd_segment)
+            path = self.directory / f"seg-{segment:020d}.wal"
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fd_segment = segment
+            fsync_dir(self.directory)
+        return self._fd
+
+    def _seal_file(self, segment: int) -> None:
+        if self._fd is not None and self._fd_segment == segment:
+            os.close(self._fd)
+            self._fd, self._fd_segment = None, -1
+        path = self.directory / f"seg-{segment:020d}.wal"
+        try:
+            size = path.stat().st_size
+            os.replace(path, path.with_suffix(".sealed"))
+            fsync_dir(self.directory)
+        except FileNotFoundError:
+            return  # nothing was ever written to it
+        except OSError as exc:  # stays `.wal`: sealed at the next start
+            log.error("cannot seal %s: %s", path.name, exc)
+            return
+        self._sealed[segment] = size
+        self._unsealed_bytes -= size
+
+    # ---- what the runtime watches ------------------------------------------------------
 
     @property
     def depth_bytes(self) -> int:
-        # Read without the lock, in the order that makes a concurrent writer or seal only
-        # overcount: queued (decremented after active.size grows), then `_active` once (the
-        # writer may clear it), then sealed (incremented before `_active` is cleared).
-        queued = self._queued_bytes
-        active = self._active
-        active_bytes = active.size if active is not None else 0
-        return queued + active_bytes + self._sealed_bytes
+        return sum(self._sealed.values()) + self._unsealed_bytes + self._queued_bytes
+
+    def forget_flushed(self) -> list[int]:
+        """Ids of sealed segments the flusher has deleted since the last call."""
+        gone = [s for s in list(self._sealed) if not _sealed_path(self.directory, s).exists()]
+        for segment in gone:
+            self._sealed.pop(segment, None)
+        return gone
 
     def oldest_age_seconds(self) -> float:
-        sealed = self.sealed_segments()
-        paths = [s.path for s in sealed]
-        if self._active is not None and self._active.events:
-            paths.append(self._active.path)
-        if not paths:
-            return 0.0
-        try:
-            return max(0.0, time.time() - min(p.stat().st_mtime for p in paths))
-        except FileNotFoundError:
-            return 0.0
+        ages = [_age(_sealed_path(self.directory, s)) for s in list(self._sealed)]
+        if self._open is not None and self._open.events:
+            ages.append(time.monotonic() - self._open.opened_at)
+        return max(ages, default=0.0)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    if not self._cond.wait(timeout=self._time_to_seal()):
-                        break
-                batch, self._queue = self._queue, []
-                stopping = self._stopping
-            if batch:
-                self._write_batch(batch)
-            self._maybe_seal(force=stopping)
-            if stopping and not self._queue:
-                return
-
-    def _time_to_seal(self) -> float:
-        if self._active is None or not self._active.events:
-            return 1.0
-        return max(0.01, self.segment_max_age - (time.monotonic() - self._active.opened_at))
-
-    def _write_batch(self, batch: list[_Pending]) -> None:
-        data = b"".join(p.data for p in batch)
-        error: BaseException | None = None
-        try:
-            active = self._ensure_active(batch[0].data)
-            try:
-                _write_all(active.fd, data)
-                os.fdatasync(active.fd)
-            except OSError:
-                os.ftruncate(active.fd, active.size)  # the batch was never acknowledged
-                raise
-            active.size += len(data)
-            active.events += sum(p.events for p in batch)
-        except OSError as exc:
-            log.error("buffer write failed: %s", exc)
-            error = exc
-        with self._cond:
-            self._queued_bytes -= len(data)
-        loop = batch[0].future.get_loop()
-        try:
-            loop.call_soon_threadsafe(_settle, batch, error)
-        except RuntimeError:  # loop closed during shutdown: nobody is waiting any more
-            pass
-
-    def _ensure_active(self, first_record: bytes) -> _Active:
-        if self._active is None:
-            # Named after the first sequence number it holds, which no other segment holds.
-            # Not `_next_seq`: numbers are allocated before their records reach this thread,
-            # so a segment sealed on its first batch and the next one could get the same
-            # name, and sealing the second would replace the first.
-            first = _first_seq(first_record, default=self._next_seq)
-            path = self.directory / f"seg-{first:020d}.wal"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            _fsync_dir(self.directory)
-            self._active = _Active(path=path, fd=fd, first_seq=first)
-        return self._active
-
-    def _maybe_seal(self, force: bool = False) -> None:
-        active = self._active
-        if active is None or not active.events:
-            return
-        due = (
-            force
-            or active.events >= self.segment_max_events
-            or active.size >= self.segment_max_bytes
-            or time.monotonic() - active.opened_at >= self.segment_max_age
-        )
-        if due:
-            self.seal_active()
-
-    def seal_active(self) -> None:
-        """Close the active segment and hand it to the flusher (writer thread or shutdown)."""
-        active = self._active
-        if active is None:
-            return
-        os.close(active.fd)
-        with self._cond:
-            self._sealed_bytes += active.size  # before `_active` is cleared: see depth_bytes
-        self._active = None
-        sealed = active.path.with_suffix(".sealed")
-        os.replace(active.path, sealed)
-        _fsync_dir(self.directory)
-        self.sealed_event.set()
-
-    # ---- the flusher's side -----------------------------------------------------------
-
-    def sealed_segments(self) -> list[Segment]:
-        segments = []
-        for path in sorted(self.directory.glob("seg-*.sealed")):
-            segments.append(Segment(path=path, first_seq=int(path.stem.split("-")[1])))
-        return segments
-
-    def delete_segment(self, segment: Segment) -> None:
-        """Forget a segment whose records are confirmed in the lake."""
-        size = segment.path.stat().st_size
-        segment.path.unlink()
-        _fsync_dir(self.directory)
-        with self._cond:
-            self._sealed_bytes -= size
-
-    def stop(self) -> None:
-        """Write what is queued, seal the active segment, stop the writer thread."""
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    @staticmethod
-    def _truncate_torn_tail(path: Path) -> None:
-        data = path.read_bytes()
-        good = 0
-        for _, _, end in _parse(data):
-            good = end
-        if good < len(data):
-            log.warning("cutting %d torn bytes off %s", len(data) - good, path.name)
-            with open(path, "r+b") as fh:
-                fh.truncate(good)
-                fh.flush()
-                os.fsync(fh.fileno())
+    async def aclose(self) -> None:
+        """Write what is queued, seal the open segment, stop the disk thread."""
+        self._stopping = True
+        if self._open is not None and self._open.events:
+            self._seal_open()
+        while self._writing or self._queue:
+            if not self._writing:
+                self._kick()
+            await asyncio.sleep(0.01)
+        self._executor.shutdown(wait=True)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
-def _settle(batch: list[_Pending], error: BaseException | None) -> None:
-    for pending in batch:
-        if pending.future.done():
-            continue
-        if error is None:
-            pending.future.set_result(None)
-        else:
-            pending.future.set_exception(BufferWriteError(str(error)))
+def _sealed_path(directory: Path, segment: int) -> Path:
+    return directory / f"seg-{segment:020d}.sealed"
+
+
+def _age(path: Path) -> float:
+    try:
+        return max(0.0, time.time() - path.stat().st_mtime)
+    except FileNotFoundError:
+        return 0.0
+
+
+def _truncate_torn_tail(path: Path) -> None:
+    good = 0
+    with open(path, "rb") as fh:
+        data = fh.read()
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        magic, meta_len, body_len, crc = _HEADER.unpack_from(data, offset)
+        start = offset + _HEADER.size
+        end = start + meta_len + body_len
+        if magic != _MAGIC or end > len(data) or zlib.crc32(data[start:end]) != crc:
+            break
+        good = offset = end
+    if good < len(data):
+        log.warning("cutting %d torn bytes off %s", len(data) - good, path.name)
+        with open(path, "r+b") as fh:
+            fh.truncate(good)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -351,23 +405,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _first_seq(record: bytes, default: int) -> int:
-    """The `first_seq` in a record's meta (the intake writes it), else `default`."""
-    try:
-        _, meta_len, _, _ = _HEADER.unpack_from(record)
-        value = orjson.loads(record[_HEADER.size : _HEADER.size + meta_len]).get("first_seq")
-    except (struct.error, ValueError, AttributeError):
-        return default
-    return value if isinstance(value, int) else default
-
-
-def _last_seq(meta: bytes) -> int:
-    return int(orjson.loads(meta).get("last_seq", 0))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from warehouse.config import PlatformSettings
 
@@ -29,6 +32,11 @@ class ServiceSettings(PlatformSettings):
     duplicate_body_window_seconds: int = 24 * 3600
     # How long `Retry-After` tells a client to wait on 503.
     retry_after_seconds: int = 5
+    # `process` (default): the flusher runs beside the intake on its own core; `thread`:
+    # in-process (tests, single-core hosts).
+    flusher: Literal["process", "thread"] = "process"
+    # The Bloom filter of persisted duplicate keys: 2**N bits (27: 16 MiB, ~13M keys at 1 %).
+    dedup_bloom_bits_log2: int = Field(default=27, ge=16, le=34)
 
     @property
     def buffer_dir(self) -> Path:
@@ -37,6 +45,10 @@ class ServiceSettings(PlatformSettings):
     @property
     def state_dir(self) -> Path:
         return self.data_dir / "service"
+
+    @property
+    def dedup_path(self) -> Path:
+        return self.state_dir / "dedup.sqlite"
 
 
 @lru_cache

@@ -4,10 +4,12 @@ Keys: a delivery id per (tenant, source), with no time limit; the body hash of a
 per tenant, within 24 h of receive time (inclusive); and the hash of a whole request body, so
 that each accepted body is archived once. Keys are 16-byte digests.
 
-Two tiers, so that a key is always in one of them once its event is acknowledged:
-- `pending`: in memory, keys of events still in the buffer (rebuilt from the buffer on start);
-- `seen`: a SQLite table, written by the flusher after the lake write and *before* the buffer
-  segment is deleted and the keys leave `pending`.
+A key is always in one of two tiers once its event is acknowledged:
+- `pending` (in the intake process): keys of events still in the buffer, grouped by the buffer
+  segment that holds them (rebuilt from the buffer on start);
+- `SeenStore` (a SQLite table): written by the flusher after the lake write and *before* it
+  deletes the segment; only then does the intake drop the segment's pending keys, adding them
+  to a Bloom filter that spares SQLite the lookups of keys never seen.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import asyncio
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.bloom import BloomFilter
+
 DELIVERY, BODY, REQUEST = 1, 2, 3
-_CHUNK = 500  # SQLite's bound-parameter limit is far above; keeps statements small
+_CHUNK = 500  # keys per SQL statement
 
 
 def delivery_key(tenant_id: str, source: str, delivery_id: str) -> bytes:
@@ -57,96 +61,125 @@ class KeyEntry:
     received_us: int
 
 
-class DedupIndex:
-    """Pending keys in memory, persisted keys in SQLite; see the module docstring."""
+class SeenStore:
+    """The persisted keys (SQLite, WAL mode): written by the flusher, read by the intake."""
 
-    def __init__(self, path: Path, body_window_us: int) -> None:
+    def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.body_window_us = body_window_us
-        self._pending: dict[bytes, Hit] = {}
         self._lock = threading.Lock()
-        self._read = self._connect(path)
-        self._write = self._connect(path)
-        self._write.execute(
+        self._con = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._con.execute("pragma journal_mode=wal")
+        self._con.execute("pragma synchronous=normal")
+        self._con.execute("pragma busy_timeout=10000")
+        self._con.execute(
             "create table if not exists seen (key blob primary key, kind integer not null,"
             " ref_id text not null, received_us integer not null) without rowid"
         )
-        self._write.execute("create index if not exists seen_expiry on seen (kind, received_us)")
-        self._write.commit()
+        self._con.execute("create index if not exists seen_expiry on seen (kind, received_us)")
 
-    @staticmethod
-    def _connect(path: Path) -> sqlite3.Connection:
-        con = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        con.execute("pragma journal_mode=wal")
-        con.execute("pragma synchronous=normal")
-        con.execute("pragma busy_timeout=5000")
-        return con
+    def lookup(self, keys: list[bytes]) -> dict[bytes, Hit]:
+        hits: dict[bytes, Hit] = {}
+        with self._lock:
+            for i in range(0, len(keys), _CHUNK):
+                chunk = keys[i : i + _CHUNK]
+                rows = self._con.execute(
+                    "select key, ref_id, received_us from seen where key in "
+                    f"({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                hits.update((key, Hit(ref_id, received_us)) for key, ref_id, received_us in rows)
+        return hits
+
+    def persist(self, entries: list[KeyEntry]) -> None:
+        """Record keys whose events are in the lake (idempotent: a re-flush writes the same
+        rows; a body key re-used after its window, i.e. a new event, replaces the old row)."""
+        with self._lock:
+            self._con.execute("begin")
+            self._con.executemany(
+                "insert or replace into seen (key, kind, ref_id, received_us) values (?,?,?,?)",
+                [(e.key, e.kind, e.ref_id, e.received_us) for e in entries],
+            )
+            self._con.execute("commit")
+
+    def prune(self, older_than_us: int) -> int:
+        """Forget body and request keys received before the cut-off (delivery ids stay)."""
+        with self._lock:
+            cur = self._con.execute(
+                "delete from seen where kind != ? and received_us < ?", (DELIVERY, older_than_us)
+            )
+            return cur.rowcount
+
+    def keys(self, batch: int = 100_000) -> Iterator[list[bytes]]:
+        """Every persisted key, in batches (to fill the Bloom filter at start)."""
+        cur = self._con.execute("select key from seen")
+        while rows := cur.fetchmany(batch):
+            yield [row[0] for row in rows]
+
+    def close(self) -> None:
+        self._con.close()
+
+
+class DedupIndex:
+    """Pending keys per buffer segment, a Bloom filter, and the persisted store."""
+
+    def __init__(self, store: SeenStore, body_window_us: int, bloom_bits_log2: int = 27) -> None:
+        self.store = store
+        self.body_window_us = body_window_us
+        self._pending: dict[int, dict[bytes, Hit]] = {}
+        self._bloom = BloomFilter(bloom_bits_log2)
+
+    def load(self) -> int:
+        """Fill the Bloom filter with every persisted key (at start)."""
+        for keys in self.store.keys():
+            self._bloom.add(keys)
+        return self._bloom.count
 
     def lookup(self, keys: list[tuple[bytes, int]], now_us: int) -> dict[bytes, Hit]:
         """Earlier holders of these keys that still count (body keys expire after 24 h)."""
         hits: dict[bytes, Hit] = {}
-        missing: list[bytes] = []
+        unseen: list[bytes] = []
+        generations = list(self._pending.values())
         for key, _ in keys:
-            hit = self._pending.get(key)
-            if hit is not None:
-                hits[key] = hit
+            for generation in generations:
+                hit = generation.get(key)
+                if hit is not None:
+                    hits[key] = hit
+                    break
             else:
-                missing.append(key)
-        for i in range(0, len(missing), _CHUNK):
-            chunk = missing[i : i + _CHUNK]
-            rows = self._read.execute(
-                f"select key, kind, ref_id, received_us from seen where key in "
-                f"({','.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-            for key, _kind, ref_id, received_us in rows:
-                hits[key] = Hit(ref_id, received_us)
+                unseen.append(key)
+        if unseen:
+            probable = [k for k, maybe in zip(unseen, self._bloom.might_contain(unseen),
+                                              strict=True) if maybe]
+            if probable:
+                hits.update(self.store.lookup(probable))
         kinds = dict(keys)
         return {
             k: h for k, h in hits.items()
             if kinds.get(k) == DELIVERY or now_us - h.received_us <= self.body_window_us
         }
 
-    def hold(self, entries: Iterable[KeyEntry], durable: asyncio.Future[None] | None) -> None:
-        """Register keys of events just queued (durable=None when replayed from disk)."""
+    def hold(
+        self, entries: Iterable[KeyEntry], durable: asyncio.Future[None] | None, segment: int
+    ) -> None:
+        """Register keys of events queued into `segment` (durable=None: replayed from disk)."""
+        generation = self._pending.setdefault(segment, {})
         for e in entries:
-            self._pending[e.key] = Hit(e.ref_id, e.received_us, durable)
+            generation[e.key] = Hit(e.ref_id, e.received_us, durable)
 
-    def release(self, entries: Iterable[KeyEntry]) -> None:
+    def release(self, entries: Iterable[KeyEntry], segment: int) -> None:
         """Drop keys of a batch that failed to become durable."""
+        generation = self._pending.get(segment, {})
         for e in entries:
-            hit = self._pending.get(e.key)
+            hit = generation.get(e.key)
             if hit is not None and hit.ref_id == e.ref_id:
-                del self._pending[e.key]
+                del generation[e.key]
 
-    def persist(self, entries: list[KeyEntry]) -> None:
-        """Record keys whose events are in the lake, then let them leave `pending`.
-
-        Idempotent: a segment flushed twice (crash before its deletion) writes the same rows.
-        A body key re-used after its window (a new event) replaces the old row.
-        """
-        with self._lock:
-            self._write.execute("begin")
-            self._write.executemany(
-                "insert or replace into seen (key, kind, ref_id, received_us) values (?,?,?,?)",
-                [(e.key, e.kind, e.ref_id, e.received_us) for e in entries],
-            )
-            self._write.execute("commit")
-        self.release(entries)
-
-    def prune(self, now_us: int) -> int:
-        """Forget body and request keys older than the window (delivery ids are kept)."""
-        with self._lock:
-            cur = self._write.execute(
-                "delete from seen where kind != ? and received_us < ?",
-                (DELIVERY, now_us - self.body_window_us),
-            )
-            return cur.rowcount
+    def segment_flushed(self, segment: int) -> None:
+        """The flusher persisted this segment's keys and deleted it: they leave `pending`."""
+        generation = self._pending.pop(segment, None)
+        if generation:
+            self._bloom.add(generation)
 
     @property
     def pending_count(self) -> int:
-        return len(self._pending)
-
-    def close(self) -> None:
-        self._read.close()
-        self._write.close()
+        return sum(len(g) for g in self._pending.values())

@@ -78,70 +78,93 @@ class Intake:
     async def submit(self, info: RequestInfo, records: list[AlertRecord]) -> Receipt:
         tenant = info.tenant_id
         req_key = request_key(tenant, info.body_sha256)
-        keys: list[tuple[bytes, int]] = [(req_key, REQUEST)]
-        for r in records:
-            if r.delivery_id is not None:
-                keys.append((delivery_key(tenant, r.source, r.delivery_id), DELIVERY))
-            keys.append((body_key(tenant, r.body_sha256), BODY))
-        hits = self.dedup.lookup(keys, info.received_us)
+        record_keys = [
+            (delivery_key(tenant, r.source, r.delivery_id) if r.delivery_id else None,
+             body_key(tenant, r.body_sha256))
+            for r in records
+        ]
+        lookups: list[tuple[bytes, int]] = [(req_key, REQUEST)]
+        for dkey, hkey in record_keys:
+            if dkey is not None:
+                lookups.append((dkey, DELIVERY))
+            lookups.append((hkey, BODY))
+        hits = self.dedup.lookup(lookups, info.received_us)
 
         ids = new_ids(len(records) + 1, info.received_us)
         request_hit = hits.get(req_key)
-        request_id = request_hit.ref_id if request_hit else ids[-1]
+        batch = _Batch(Receipt(request_hit.ref_id if request_hit else ids[-1]))
+        batch.wait_for(request_hit)
         first_seq = self.buffer.allocate(len(records))
-        receipt = Receipt(request_id)
-        events: list[dict[str, Any]] = []
-        duplicates: list[dict[str, Any]] = []
-        entries: list[KeyEntry] = []
-        waits: list[asyncio.Future[None]] = []
-        if request_hit is not None and request_hit.durable and not request_hit.durable.done():
-            waits.append(request_hit.durable)
-        for i, rec in enumerate(records):
-            event_id, seq = ids[i], first_seq + i
-            dkey = delivery_key(tenant, rec.source, rec.delivery_id) if rec.delivery_id else None
-            hkey = body_key(tenant, rec.body_sha256)
-            hit, reason = _first_hit(hits, dkey, hkey)
-            if hit is not None:
-                if hit.durable is not None and not hit.durable.done():
-                    waits.append(hit.durable)
-                duplicates.append(_duplicate_row(rec, event_id, seq, hit.ref_id, reason))
-                receipt.duplicate_events.append(
-                    {"index": i, "event_id": event_id, "duplicate_of": hit.ref_id,
-                     "reason": reason}
-                )
-                continue
-            events.append(_event_row(rec, event_id, seq))
-            receipt.ids.append(event_id)
-            # Later objects of this same request see this one as their original.
-            new_hit = Hit(event_id, info.received_us)
-            hits[hkey] = new_hit
-            entries.append(KeyEntry(hkey, BODY, event_id, info.received_us))
-            if dkey is not None:
-                hits[dkey] = new_hit
-                entries.append(KeyEntry(dkey, DELIVERY, event_id, info.received_us))
-
+        for i, (rec, (dkey, hkey)) in enumerate(zip(records, record_keys, strict=True)):
+            batch.add(i, rec, ids[i], first_seq + i, dkey, hkey, hits, info.received_us)
         archive = request_hit is None
         if archive:
-            entries.append(KeyEntry(req_key, REQUEST, request_id, info.received_us))
-        meta = _meta(info, request_id, first_seq, len(records), archive, events, duplicates)
-        record = encode_record(meta, info.body if archive else b"")
+            batch.entries.append(
+                KeyEntry(req_key, REQUEST, batch.receipt.request_id, info.received_us))
+        meta = _meta(info, batch.receipt.request_id, first_seq, len(records), archive,
+                     batch.events, batch.duplicates)
+        await self._make_durable(
+            encode_record(meta, info.body if archive else b""), len(records), first_seq, batch
+        )
+        return batch.receipt
+
+    async def _make_durable(
+        self, record: bytes, events: int, first_seq: int, batch: _Batch
+    ) -> None:
         try:
-            durable = self.buffer.submit(record, len(records))
+            durable, segment = self.buffer.submit(record, events, first_seq)
         except BufferFull:
             raise unavailable("the intake buffer is full; retry later", self.retry_after) from None
         except BufferWriteError:
             raise unavailable("the intake buffer is unavailable", self.retry_after) from None
-        self.dedup.hold(entries, durable)
+        self.dedup.hold(batch.entries, durable, segment)
         try:
             await durable
             # A duplicate of an event that was still on its way to disk is only a duplicate
             # if that event made it; otherwise the sender must retry.
-            for wait in waits:
+            for wait in batch.waits:
                 await wait
         except BufferWriteError:
-            self.dedup.release(entries)
+            self.dedup.release(batch.entries, segment)
             raise unavailable("could not make the alert durable; retry", self.retry_after) from None
-        return receipt
+
+
+@dataclass
+class _Batch:
+    """What one request becomes: rows for the buffer record, keys to hold, the receipt."""
+
+    receipt: Receipt
+    events: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[KeyEntry] = field(default_factory=list)
+    waits: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def wait_for(self, hit: Hit | None) -> None:
+        if hit is not None and hit.durable is not None and not hit.durable.done():
+            self.waits.append(hit.durable)
+
+    def add(
+        self, index: int, rec: AlertRecord, event_id: str, seq: int, dkey: bytes | None,
+        hkey: bytes, hits: dict[bytes, Hit], received_us: int,
+    ) -> None:
+        hit, reason = _first_hit(hits, dkey, hkey)
+        if hit is not None:
+            self.wait_for(hit)
+            self.duplicates.append(_duplicate_row(rec, event_id, seq, hit.ref_id, reason))
+            self.receipt.duplicate_events.append(
+                {"index": index, "event_id": event_id, "duplicate_of": hit.ref_id,
+                 "reason": reason}
+            )
+            return
+        self.events.append(_event_row(rec, event_id, seq))
+        self.receipt.ids.append(event_id)
+        # Later objects of this same request see this one as their original.
+        new_hit = Hit(event_id, received_us)
+        hits[hkey] = new_hit
+        self.entries.append(KeyEntry(hkey, BODY, event_id, received_us))
+        if dkey is not None:
+            hits[dkey] = new_hit
+            self.entries.append(KeyEntry(dkey, DELIVERY, event_id, received_us))
 
 
 def _first_hit(

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.auth import Authenticator
-from service.buffer import DurableBuffer
+from service.buffer import DurableBuffer, sealed_segments
 from service.config import ServiceSettings
-from service.dedup import DedupIndex
-from service.flusher import Flusher
+from service.dedup import DedupIndex, SeenStore
+from service.flusher_control import FlusherControl
 from service.intake import Intake
 from service.metrics import IngestMetrics
 from service.ratelimit import RateLimiter
-from warehouse.lake import Lake, open_lake
+from service.segment_tables import segment_keys
+from warehouse.lake import open_lake
 from warehouse.registry import Registry
 
 log = logging.getLogger(__name__)
+
+_TICK_SECONDS = 0.1
 
 
 @dataclass
@@ -26,16 +31,18 @@ class IngestRuntime:
     auth: Authenticator
     buffer: DurableBuffer
     dedup: DedupIndex
-    flusher: Flusher
+    flusher: FlusherControl
     intake: Intake
     limiter: RateLimiter
     metrics: IngestMetrics
-    lake: Lake
+    _ticker: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     def build(cls, settings: ServiceSettings) -> IngestRuntime:
+        # The flusher opens the lake; opening it here too (no I/O) makes a bad AW_LAKE_URI
+        # stop the service at start instead of failing in the flusher for ever.
+        open_lake(settings.resolved_lake_uri, settings.s3_endpoint_url)
         registry = Registry.open(settings)
-        metrics = IngestMetrics()
         buffer = DurableBuffer(
             settings.buffer_dir,
             max_bytes=settings.buffer_max_bytes,
@@ -44,19 +51,13 @@ class IngestRuntime:
             segment_max_age=settings.flush_max_age_seconds,
         )
         dedup = DedupIndex(
-            settings.state_dir / "dedup.sqlite",
+            SeenStore(settings.dedup_path),
             body_window_us=settings.duplicate_body_window_seconds * 1_000_000,
+            bloom_bits_log2=settings.dedup_bloom_bits_log2,
         )
-        lake = open_lake(
-            settings.resolved_lake_uri, settings.s3_endpoint_url, settings.lake_timeout_seconds
-        )
-        flusher = Flusher(
-            buffer, dedup, lake, settings.lake_file_max_rows,
-            on_flush=metrics.on_flush, on_error=metrics.lake_errors.inc,
-        )
-        metrics.bind_buffer(
-            lambda: buffer.depth_bytes, buffer.oldest_age_seconds, lambda: flusher.lake_ok
-        )
+        flusher = FlusherControl(settings)
+        metrics = IngestMetrics()
+        metrics.bind(lambda: buffer.depth_bytes, buffer.oldest_age_seconds, flusher.status)
         return cls(
             settings=settings,
             registry=registry,
@@ -67,32 +68,58 @@ class IngestRuntime:
             intake=Intake(buffer, dedup, settings.retry_after_seconds),
             limiter=RateLimiter(),
             metrics=metrics,
-            lake=lake,
         )
 
-    def start(self) -> None:
-        """Re-hold the keys of what the buffer still holds, then start writer and flusher."""
-        self.flusher.replay_keys()
-        pending = len(self.buffer.sealed_segments())
-        if pending:
-            log.info("replaying %d buffered segment(s) into the lake", pending)
-        self.buffer.start()
+    async def start(self) -> None:
+        """Hold the keys of what the buffer still holds, fill the Bloom filter, start the
+        flusher and the ticker (segment ages, flushed segments, flusher health)."""
+        leftovers = sealed_segments(self.settings.buffer_dir)
+        for segment in leftovers:
+            try:
+                self.dedup.hold(segment_keys(segment), None, segment.first_seq)
+            except FileNotFoundError:  # flushed meanwhile by a flusher still running
+                continue
+        if leftovers:
+            log.info("replaying %d buffered segment(s) into the lake", len(leftovers))
+        log.info("duplicate filter holds %d persisted keys", self.dedup.load())
         self.flusher.start()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
-    def stop(self) -> None:
-        """Write and seal what is queued, try a last flush, close files."""
-        self.buffer.stop()
-        self.flusher.stop(drain=True)
-        self.dedup.close()
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(_TICK_SECONDS)
+            try:
+                self.observe()
+            except Exception:  # the ticker must outlive any one failure
+                log.exception("runtime tick failed")
+
+    def observe(self) -> None:
+        self.buffer.tick()
+        for segment in self.buffer.forget_flushed():
+            self.dedup.segment_flushed(segment)
+        self.flusher.ensure_running()
+
+    async def stop(self) -> None:
+        """Write and seal what is queued, let the flusher flush it, close files."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        await self.buffer.aclose()
+        await asyncio.to_thread(self.flusher.stop)
+        self.dedup.store.close()
+        self.registry.close()
 
     def ready(self) -> tuple[bool, dict[str, int | str]]:
         # Not ready once the room left might not take one more large request (a maximal
         # body, or a tenth of a small buffer), so readiness turns 503 before intake does.
         room = self.settings.buffer_max_bytes - self.buffer.depth_bytes
         buffer_ok = room > min(self.settings.max_body_bytes, self.settings.buffer_max_bytes // 10)
-        status: dict[str, int | str] = {
+        status = self.flusher.status()
+        lake_ok = self.flusher.alive() and status is not None and status.lake_ok
+        report: dict[str, int | str] = {
             "buffer": "ok" if buffer_ok else "full",
             "buffer_bytes": self.buffer.depth_bytes,
-            "lake": "ok" if self.flusher.lake_ok else "unavailable",
+            "lake": "ok" if lake_ok else "unavailable",
         }
-        return buffer_ok and self.flusher.lake_ok, status
+        return buffer_ok and lake_ok, report

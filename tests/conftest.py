@@ -41,7 +41,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 @pytest.fixture
 def settings(data_dir: Path) -> ServiceSettings:
     # Flush quickly so tests see lake files within a fraction of a second.
-    return ServiceSettings(data_dir=data_dir, flush_max_age_seconds=0.2)
+    return ServiceSettings(data_dir=data_dir, flush_max_age_seconds=0.2, flusher="thread")
 
 
 @pytest.fixture

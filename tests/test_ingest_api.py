@@ -355,7 +355,7 @@ def test_a_request_answered_503_can_be_retried_unchanged(
     buffer = client.app.state.runtime.buffer  # type: ignore[attr-defined]
     real_submit = buffer.submit
 
-    def full_once(record: bytes, events: int) -> Any:
+    def full_once(record: bytes, events: int, first_seq: int) -> Any:
         monkeypatch.setattr(buffer, "submit", real_submit)
         raise BufferFull()
 
