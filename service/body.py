@@ -10,6 +10,7 @@ silently keeps the last one) and escaped NUL characters.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -102,12 +103,14 @@ def parse_json(body: bytes) -> Any:
         if "depth limit exceeded" in str(exc):  # orjson's own limit (1024 levels)
             raise _too_deep() from None
         raise bad_request("malformed_json", f"body is not valid JSON: {exc}") from None
-    # Depth first: the duplicate-key pass uses CPython's recursive decoder, which raises
-    # RecursionError (reported as malformed) on nesting orjson still accepts.
-    if _depth(document) > MAX_DEPTH:
-        raise _too_deep()
-    if isinstance(document, dict | list):
-        _check_duplicate_keys(body)
+    if type(document) in (dict, list):
+        # Depth first: the duplicate-key pass uses CPython's recursive decoder, which raises
+        # RecursionError (reported as malformed) on nesting orjson still accepts.
+        depth, keys = _shape(document)
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        if not _surely_no_duplicate_keys(body, keys):
+            _check_duplicate_keys(body)
     if b"\\u0000" in body and _contains_nul(document):
         raise bad_request("nul_character", "NUL characters are not allowed in strings")
     return document
@@ -143,16 +146,44 @@ def _contains_nul(value: Any) -> bool:
     return False
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth, iteratively (a recursive walk is what deep JSON attacks)."""
-    deepest = 0
+def _shape(value: Any) -> tuple[int, int]:
+    """(nesting depth, number of object keys), iteratively (deep JSON attacks recursion).
+
+    Exact `type` checks rather than isinstance: parsed JSON holds only plain dicts and lists,
+    and this walk visits every value of a batch (3x faster this way).
+    """
+    deepest = keys = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            deepest = max(deepest, level)
-            stack.extend((v, level + 1) for v in item.values() if isinstance(v, dict | list))
-        elif isinstance(item, list):
-            deepest = max(deepest, level)
-            stack.extend((v, level + 1) for v in item if isinstance(v, dict | list))
-    return deepest
+        item, level = pop()
+        if level > deepest:
+            deepest = level
+        if type(item) is dict:
+            keys += len(item)
+            children = item.values()
+        else:
+            children = item
+        for v in children:
+            if type(v) is dict or type(v) is list:
+                push((v, level + 1))
+    return deepest, keys
+
+
+_SPACE_BEFORE_COLON = re.compile(rb'"[ \t\r\n]+:')
+
+
+def _surely_no_duplicate_keys(body: bytes, parsed_keys: int) -> bool:
+    """A proof, in C-speed byte scans, that no object repeats a key; False means "check".
+
+    Without escaped quotes every `"` delimits a string, so each `":` is either a key followed
+    at once by its colon or a string that starts with `:`. When no key has space before its
+    colon, the count of `":` is (key tokens) + (strings starting with `:`) >= key tokens >=
+    keys kept by the parser; equality with the parsed count therefore means no key was lost
+    to a duplicate. The full pass runs otherwise (for 1,000 alerts it costs ~2 ms).
+    """
+    return (
+        b'\\"' not in body
+        and _SPACE_BEFORE_COLON.search(body) is None
+        and body.count(b'":') == parsed_keys
+    )

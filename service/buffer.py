@@ -148,6 +148,7 @@ class DurableBuffer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aw-buffer")
         self._fd: int | None = None  # the disk thread's open segment
         self._fd_segment = -1
+        self._retired: set[int] = set()  # sealed after a failed write: never reopened
         self._seq_lease_path = directory / "seq.lease"
         self._next_seq, self._seq_limit, self._last_segment = self._recover()
 
@@ -266,6 +267,8 @@ class DurableBuffer:
                         chunk.future.set_result(None)
                     else:
                         chunk.future.set_exception(BufferWriteError(error))
+                        if self._open is not None and self._open.id == chunk.segment:
+                            self._seal_open()  # later records go to a fresh segment
         finally:
             self._writing = False
 
@@ -285,6 +288,8 @@ class DurableBuffer:
 
     def _write_chunk(self, chunk: _Chunk) -> str | None:
         data = b"".join(chunk.records)
+        if chunk.segment in self._retired:
+            return "the segment was sealed after a failed write"
         try:
             fd = self._segment_fd(chunk.segment)
         except OSError as exc:
@@ -300,8 +305,10 @@ class DurableBuffer:
                 os.ftruncate(fd, before)  # the batch was never acknowledged
             except OSError:
                 # Garbage may follow good records: seal now, so nothing is appended after it
-                # (replay stops at the first bad record).
+                # (replay stops at the first bad record), nor is it ever reopened: a new
+                # file of the same name would replace it when sealed.
                 self._seal_file(chunk.segment)
+                self._retired.add(chunk.segment)
             return str(exc)
         self._unsealed_bytes += len(data)
         return None
@@ -324,7 +331,6 @@ class DurableBuffer:
         try:
             size = path.stat().st_size
             os.replace(path, path.with_suffix(".sealed"))
-            fsync_dir(self.directory)
         except FileNotFoundError:
             return  # nothing was ever written to it
         except OSError as exc:  # stays `.wal`: sealed at the next start
@@ -332,6 +338,10 @@ class DurableBuffer:
             return
         self._sealed[segment] = size
         self._unsealed_bytes -= size
+        try:  # renamed: counted as sealed even if the rename is not yet durable
+            fsync_dir(self.directory)
+        except OSError as exc:
+            log.error("cannot fsync %s after sealing %s: %s", self.directory, path.name, exc)
 
     # ---- what the runtime watches ------------------------------------------------------
 

@@ -138,7 +138,9 @@ class DedupIndex:
         """Earlier holders of these keys that still count (body keys expire after 24 h)."""
         hits: dict[bytes, Hit] = {}
         unseen: list[bytes] = []
-        generations = list(self._pending.values())
+        # Newest segment first: a body key re-used after its window (the lake down for a day)
+        # is in an old and a new segment, and only the newest holder counts.
+        generations = list(reversed(self._pending.values()))
         for key, _ in keys:
             for generation in generations:
                 hit = generation.get(key)
@@ -165,6 +167,21 @@ class DedupIndex:
         generation = self._pending.setdefault(segment, {})
         for e in entries:
             generation[e.key] = Hit(e.ref_id, e.received_us, durable)
+
+    def hold_hits(
+        self, held: list[tuple[bytes, Hit]], durable: asyncio.Future[None], segment: int
+    ) -> None:
+        """The intake's fast path of `hold`: its Hit objects are kept as they are."""
+        for _, hit in held:
+            hit.durable = durable
+        self._pending.setdefault(segment, {}).update(held)
+
+    def release_hits(self, held: list[tuple[bytes, Hit]], segment: int) -> None:
+        """Drop keys of a batch that failed to become durable (unless re-held since)."""
+        generation = self._pending.get(segment, {})
+        for key, hit in held:
+            if generation.get(key) is hit:
+                del generation[key]
 
     def release(self, entries: Iterable[KeyEntry], segment: int) -> None:
         """Drop keys of a batch that failed to become durable."""

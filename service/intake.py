@@ -11,6 +11,7 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -22,7 +23,6 @@ from service.dedup import (
     REQUEST,
     DedupIndex,
     Hit,
-    KeyEntry,
     body_key,
     delivery_key,
     request_key,
@@ -99,8 +99,7 @@ class Intake:
             batch.add(i, rec, ids[i], first_seq + i, dkey, hkey, hits, info.received_us)
         archive = request_hit is None
         if archive:
-            batch.entries.append(
-                KeyEntry(req_key, REQUEST, batch.receipt.request_id, info.received_us))
+            batch.held.append((req_key, Hit(batch.receipt.request_id, info.received_us)))
         meta = _meta(info, batch.receipt.request_id, first_seq, len(records), archive,
                      batch.events, batch.duplicates)
         await self._make_durable(
@@ -117,7 +116,7 @@ class Intake:
             raise unavailable("the intake buffer is full; retry later", self.retry_after) from None
         except BufferWriteError:
             raise unavailable("the intake buffer is unavailable", self.retry_after) from None
-        self.dedup.hold(batch.entries, durable, segment)
+        self.dedup.hold_hits(batch.held, durable, segment)
         try:
             await durable
             # A duplicate of an event that was still on its way to disk is only a duplicate
@@ -125,7 +124,7 @@ class Intake:
             for wait in batch.waits:
                 await wait
         except BufferWriteError:
-            self.dedup.release(batch.entries, segment)
+            self.dedup.release_hits(batch.held, segment)
             raise unavailable("could not make the alert durable; retry", self.retry_after) from None
 
 
@@ -134,9 +133,9 @@ class _Batch:
     """What one request becomes: rows for the buffer record, keys to hold, the receipt."""
 
     receipt: Receipt
-    events: list[dict[str, Any]] = field(default_factory=list)
-    duplicates: list[dict[str, Any]] = field(default_factory=list)
-    entries: list[KeyEntry] = field(default_factory=list)
+    events: list[tuple[AlertRecord, str, int]] = field(default_factory=list)
+    duplicates: list[tuple[AlertRecord, str, int, str, str]] = field(default_factory=list)
+    held: list[tuple[bytes, Hit]] = field(default_factory=list)  # keys of new events
     waits: list[asyncio.Future[None]] = field(default_factory=list)
 
     def wait_for(self, hit: Hit | None) -> None:
@@ -150,21 +149,21 @@ class _Batch:
         hit, reason = _first_hit(hits, dkey, hkey)
         if hit is not None:
             self.wait_for(hit)
-            self.duplicates.append(_duplicate_row(rec, event_id, seq, hit.ref_id, reason))
+            self.duplicates.append((rec, event_id, seq, hit.ref_id, reason))
             self.receipt.duplicate_events.append(
                 {"index": index, "event_id": event_id, "duplicate_of": hit.ref_id,
                  "reason": reason}
             )
             return
-        self.events.append(_event_row(rec, event_id, seq))
+        self.events.append((rec, event_id, seq))
         self.receipt.ids.append(event_id)
         # Later objects of this same request see this one as their original.
         new_hit = Hit(event_id, received_us)
         hits[hkey] = new_hit
-        self.entries.append(KeyEntry(hkey, BODY, event_id, received_us))
+        self.held.append((hkey, new_hit))
         if dkey is not None:
             hits[dkey] = new_hit
-            self.entries.append(KeyEntry(dkey, DELIVERY, event_id, received_us))
+            self.held.append((dkey, new_hit))
 
 
 def _first_hit(
@@ -177,31 +176,47 @@ def _first_hit(
     return None, ""
 
 
-def _event_row(rec: AlertRecord, event_id: str, seq: int) -> dict[str, Any]:
-    return {
-        "event_id": event_id, "ingest_seq": seq, "source": rec.source,
-        "source_fingerprint": rec.source_fingerprint, "source_alert_id": rec.source_alert_id,
-        "delivery_id": rec.delivery_id, "asset": rec.asset, "signature": rec.signature,
-        "severity": rec.severity, "raw_severity": rec.raw_severity, "status": rec.status,
-        "occurred_at": rec.occurred_at_us, "message": rec.message, "labels": rec.labels,
-        "body_sha256": rec.body_sha256,
-    }
+# Buffer records carry events column by column: the flusher turns each column into Arrow in
+# one call instead of converting a dict per event (10x cheaper, and less JSON to write).
+_EVENT_ATTRS = (
+    ("source", "source"), ("source_fingerprint", "source_fingerprint"),
+    ("source_alert_id", "source_alert_id"), ("delivery_id", "delivery_id"),
+    ("asset", "asset"), ("signature", "signature"), ("severity", "severity"),
+    ("raw_severity", "raw_severity"), ("status", "status"), ("occurred_at", "occurred_at_us"),
+    ("message", "message"), ("labels", "labels"), ("body_sha256", "body_sha256"),
+)
+_DUPLICATE_ATTRS = (
+    ("source", "source"), ("source_fingerprint", "source_fingerprint"),
+    ("delivery_id", "delivery_id"), ("body_sha256", "body_sha256"),
+    ("occurred_at", "occurred_at_us"),
+)
 
 
-def _duplicate_row(
-    rec: AlertRecord, event_id: str, seq: int, original: str, reason: str
-) -> dict[str, Any]:
-    return {
-        "event_id": event_id, "ingest_seq": seq, "duplicate_of": original, "reason": reason,
-        "source": rec.source, "source_fingerprint": rec.source_fingerprint,
-        "delivery_id": rec.delivery_id, "body_sha256": rec.body_sha256,
-        "occurred_at": rec.occurred_at_us,
-    }
+def _columns(
+    records: list[AlertRecord], attrs: tuple[tuple[str, str], ...], **extra: list[Any]
+) -> dict[str, list[Any]]:
+    columns = {name: list(map(attrgetter(attr), records)) for name, attr in attrs}
+    columns.update(extra)
+    return columns
+
+
+def event_columns(rows: list[tuple[AlertRecord, str, int]]) -> dict[str, list[Any]]:
+    return _columns([r[0] for r in rows], _EVENT_ATTRS,
+                    event_id=[r[1] for r in rows], ingest_seq=[r[2] for r in rows])
+
+
+def duplicate_columns(
+    rows: list[tuple[AlertRecord, str, int, str, str]],
+) -> dict[str, list[Any]]:
+    return _columns([r[0] for r in rows], _DUPLICATE_ATTRS,
+                    event_id=[r[1] for r in rows], ingest_seq=[r[2] for r in rows],
+                    duplicate_of=[r[3] for r in rows], reason=[r[4] for r in rows])
 
 
 def _meta(
     info: RequestInfo, request_id: str, first_seq: int, count: int, archive: bool,
-    events: list[dict[str, Any]], duplicates: list[dict[str, Any]],
+    events: list[tuple[AlertRecord, str, int]],
+    duplicates: list[tuple[AlertRecord, str, int, str, str]],
 ) -> bytes:
     return orjson.dumps(
         {
@@ -215,7 +230,7 @@ def _meta(
             "content_type": info.content_type,
             "headers": dict(info.headers),
             "body_sha256": info.body_sha256,
-            "events": events,
-            "duplicates": duplicates,
+            "events": event_columns(events),
+            "duplicates": duplicate_columns(duplicates),
         }
     )

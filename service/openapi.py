@@ -87,7 +87,15 @@ _RECEIPT = {
 }
 
 
+INGEST_PATHS = {"/v1/alerts": "post_alerts", "/v1/webhooks/generic": "post_webhook_generic"}
+
+
 def add_alert_schemas(schema: dict[str, Any]) -> dict[str, Any]:
+    for path, operation_id in INGEST_PATHS.items():
+        schema.setdefault("paths", {})[path] = {"post": {
+            "summary": "Submit canonical alerts", "tags": ["ingest"],
+            "operationId": operation_id, **ALERTS_OPENAPI,
+        }}
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["CanonicalAlertIn"] = CanonicalAlertIn.model_json_schema(
         ref_template="#/components/schemas/{model}"

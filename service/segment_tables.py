@@ -1,18 +1,20 @@
-"""A buffer segment as lake tables: the rows of each partition and the keys to persist.
+"""A buffer segment as lake tables: the columns of each partition and the keys to persist.
 
-Rows wait as Python dicts only briefly: every `_ROWS_PER_CHUNK` rows they become Arrow, so a
-large segment never sits in memory as dicts (~2.5 KB per event as dicts, ~0.3 KB as Arrow).
+Buffer records carry their events column by column (`service.intake.event_columns`), so a
+segment becomes Arrow by extending Python lists and converting each column once: no dict per
+event. Columns are converted to Arrow every `_ROWS_PER_CHUNK` rows to bound memory.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from service.buffer import Segment
 from service.dedup import (
@@ -24,73 +26,87 @@ from service.dedup import (
     delivery_key,
     request_key,
 )
-from warehouse.schema import ALERT_EVENTS, DUPLICATE_EVENTS, REQUESTS
-from warehouse.timestamps import us_to_datetime
+from warehouse.schema import ALERT_EVENTS, DUPLICATE_EVENTS, REQUESTS, TS
 
 PartitionKey = tuple[str, str, date]  # (table, tenant_id, receive date)
 
 _SCHEMAS = {"raw/alerts": ALERT_EVENTS, "raw/duplicates": DUPLICATE_EVENTS,
             "raw/requests": REQUESTS}
-_ROWS_PER_CHUNK = 2_000
+_ROWS_PER_CHUNK = 50_000
+_DAY_US = 86_400_000_000
 
 
 class SegmentTables:
     """The rows of one segment, grouped per lake table and partition."""
 
     def __init__(self) -> None:
-        self.rows: dict[PartitionKey, list[dict[str, Any]]] = defaultdict(list)
+        self.columns: dict[PartitionKey, dict[str, list[Any]]] = defaultdict(
+            lambda: defaultdict(list))
         self.keys: list[KeyEntry] = []
         self._chunks: dict[PartitionKey, list[pa.Table]] = defaultdict(list)
-        self._row_count = 0
+        self._pending_rows = 0
 
     def add(self, meta: dict[str, Any], body: bytes) -> None:
         tenant, received_us = meta["tenant_id"], meta["received_us"]
-        day = us_to_datetime(received_us).date()
-        received_at = us_to_datetime(received_us)
-        for event in meta["events"]:
-            occurred = event["occurred_at"]
-            self.rows[("raw/alerts", tenant, day)].append(
-                event | {
-                    "occurred_at": us_to_datetime(received_us if occurred is None else occurred),
-                    "occurred_at_defaulted": occurred is None,
-                    "received_at": received_at,
-                    "request_id": meta["request_id"],
-                    "labels": list(event["labels"].items()),
-                }
-            )
-        for dup in meta["duplicates"]:
-            occurred = dup["occurred_at"]
-            self.rows[("raw/duplicates", tenant, day)].append(
-                dup | {
-                    "occurred_at": us_to_datetime(received_us if occurred is None else occurred),
-                    "received_at": received_at,
-                    "request_id": meta["request_id"],
-                }
-            )
+        day = date.fromordinal(719163 + received_us // _DAY_US)  # 719163: 1970-01-01
+        constant = {"received_at": received_us, "request_id": meta["request_id"]}
+        for table in ("raw/alerts", "raw/duplicates"):
+            source = meta["events" if table == "raw/alerts" else "duplicates"]
+            count = len(source["event_id"])
+            if count:
+                self._extend((table, tenant, day), source, constant, count)
         if meta["archive"]:
-            self.rows[("raw/requests", tenant, day)].append({
+            request = {
                 "request_id": meta["request_id"], "route": meta["route"],
-                "received_at": received_at, "content_type": meta["content_type"],
-                "headers": list(meta["headers"].items()), "body": body,
-                "body_sha256": meta["body_sha256"], "event_count": len(meta["events"]),
-                "duplicate_count": len(meta["duplicates"]),
-            })
+                "received_at": received_us, "content_type": meta["content_type"],
+                "headers": meta["headers"], "body": body, "body_sha256": meta["body_sha256"],
+                "event_count": len(meta["events"]["event_id"]),
+                "duplicate_count": len(meta["duplicates"]["event_id"]),
+            }
+            self._extend(("raw/requests", tenant, day), {k: [v] for k, v in request.items()},
+                         {}, 1)
         self.keys.extend(record_keys(meta))
-        self._row_count += len(meta["events"]) + len(meta["duplicates"]) + 1
-        if self._row_count >= _ROWS_PER_CHUNK:
+        if self._pending_rows >= _ROWS_PER_CHUNK:
             self._to_arrow()
 
+    def _extend(
+        self, key: PartitionKey, source: dict[str, list[Any]], constant: dict[str, Any],
+        count: int,
+    ) -> None:
+        columns = self.columns[key]
+        for name, values in source.items():
+            columns[name].extend(values)
+        for name, value in constant.items():
+            columns[name].extend([value] * count)
+        self._pending_rows += count
+
     def _to_arrow(self) -> None:
-        for key, rows in self.rows.items():
-            self._chunks[key].append(pa.Table.from_pylist(rows, schema=_SCHEMAS[key[0]]))
-        self.rows.clear()
-        self._row_count = 0
+        for key, columns in self.columns.items():
+            self._chunks[key].append(_table(columns, _SCHEMAS[key[0]]))
+        self.columns.clear()
+        self._pending_rows = 0
 
     def tables(self) -> Iterable[tuple[PartitionKey, pa.Table]]:
         """One table per partition, rows in segment order (chunks are joined, not copied)."""
         self._to_arrow()
         for key in sorted(self._chunks):
             yield key, pa.concat_tables(self._chunks[key])
+
+
+def _table(columns: dict[str, list[Any]], schema: pa.Schema) -> pa.Table:
+    """Columns of JSON values → a table of `schema` (times are microseconds since epoch)."""
+    received = pa.array(columns["received_at"], pa.int64())
+    arrays = {"received_at": received.cast(TS)}
+    if "occurred_at" in columns:
+        # No event time given: the receive time stands in, and the row says so.
+        occurred = pa.array(columns["occurred_at"], pa.int64())
+        arrays["occurred_at"] = pc.coalesce(occurred, received).cast(TS)
+        if "occurred_at_defaulted" in schema.names:
+            arrays["occurred_at_defaulted"] = pc.is_null(occurred)
+    for field in schema:
+        if field.name not in arrays:
+            arrays[field.name] = pa.array(columns[field.name], field.type)
+    return pa.Table.from_pydict({f.name: arrays[f.name] for f in schema}, schema=schema)
 
 
 def read_segment(segment: Segment) -> SegmentTables:
@@ -108,14 +124,18 @@ def segment_keys(segment: Segment) -> list[KeyEntry]:
     return keys
 
 
-def record_keys(meta: dict[str, Any]) -> Iterable[KeyEntry]:
+def record_keys(meta: dict[str, Any]) -> Iterator[KeyEntry]:
     tenant, received_us = meta["tenant_id"], meta["received_us"]
-    for event in meta["events"]:
-        yield KeyEntry(body_key(tenant, event["body_sha256"]), BODY, event["event_id"],
-                       received_us)
-        if event["delivery_id"] is not None:
-            yield KeyEntry(delivery_key(tenant, event["source"], event["delivery_id"]),
-                           DELIVERY, event["event_id"], received_us)
+    events = meta["events"]
+    for event_id, source, delivery_id, body_sha256 in zip(
+        events["event_id"], events["source"], events["delivery_id"], events["body_sha256"],
+        strict=True,
+    ):
+        yield KeyEntry(body_key(tenant, body_sha256), BODY, event_id, received_us)
+        if delivery_id is not None:
+            yield KeyEntry(delivery_key(tenant, source, delivery_id), DELIVERY, event_id,
+                           received_us)
     if meta["archive"]:
         yield KeyEntry(request_key(tenant, meta["body_sha256"]), REQUEST, meta["request_id"],
                        received_us)
+
