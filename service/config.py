@@ -23,7 +23,7 @@ class ServiceSettings(PlatformSettings):
     # The durable buffer: past this many bytes not yet in the lake, intake answers 503.
     buffer_max_bytes: int = 1024 * 1024 * 1024
     # A buffer segment is sealed and flushed to the lake at whichever comes first.
-    flush_max_events: int = 200_000
+    flush_max_events: int = 50_000
     flush_max_bytes: int = 64 * 1024 * 1024
     flush_max_age_seconds: float = 30.0
     # Rows per Parquet file, at most (a big segment becomes several files).

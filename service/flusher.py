@@ -13,14 +13,13 @@ and says so in its status file, which the intake reads for `/readyz` and `/metri
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import orjson
@@ -28,6 +27,7 @@ import orjson
 from service.buffer import Segment, delete_segment, sealed_segments
 from service.config import ServiceSettings
 from service.dedup import SeenStore
+from service.flusher_status import FlusherStatus, lock_buffer, status_path
 from service.segment_tables import read_segment
 from warehouse.lake import Lake, LakeError, open_lake
 
@@ -36,31 +36,6 @@ log = logging.getLogger(__name__)
 _MAX_BACKOFF_SECONDS = 5.0
 _POLL_SECONDS = 0.1
 _PRUNE_EVERY_SECONDS = 300.0
-
-
-@dataclass
-class FlusherStatus:
-    """What the flusher reports (JSON file beside the buffer, written atomically)."""
-
-    pid: int = 0
-    lake_ok: bool = True
-    last_error: str | None = None
-    flushes: int = 0
-    flushed_events: int = 0
-    flush_seconds_total: float = 0.0
-    last_flush_seconds: float = 0.0
-    lake_errors: int = 0
-
-
-def status_path(buffer_dir: Path) -> Path:
-    return buffer_dir / "flusher.status.json"
-
-
-def read_status(buffer_dir: Path) -> FlusherStatus | None:
-    try:
-        return FlusherStatus(**orjson.loads(status_path(buffer_dir).read_bytes()))
-    except (FileNotFoundError, ValueError, TypeError):
-        return None
 
 
 class Flusher:
@@ -171,18 +146,6 @@ def build_flusher(settings: ServiceSettings) -> Flusher:
         settings.buffer_dir, SeenStore(settings.dedup_path), lake, settings.lake_file_max_rows,
         settings.duplicate_body_window_seconds * 1_000_000,
     )
-
-
-def lock_buffer(buffer_dir: Path, wait: bool) -> int | None:
-    """Take the buffer's flusher lock (one flusher per buffer); None when busy and not waiting."""
-    buffer_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(buffer_dir / "flusher.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import time
 
 from service.buffer import sealed_segments
 from service.config import ServiceSettings
-from service.flusher import FlusherStatus, build_flusher, lock_buffer, read_status
+from service.flusher_status import FlusherStatus, lock_buffer, read_status
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ class FlusherControl:
             )
 
     def _start_thread(self) -> None:
+        from service.flusher import build_flusher  # pyarrow: only where the flusher runs
+
         def run() -> None:
             fd = lock_buffer(self.settings.buffer_dir, wait=True)
             try:
@@ -99,6 +101,8 @@ class FlusherControl:
         fd = lock_buffer(self.settings.buffer_dir, wait=False)
         if fd is None:
             return  # another flusher (a newer instance) owns the buffer
+        from service.flusher import build_flusher  # pyarrow: only where the flusher runs
+
         try:
             build_flusher(self.settings).flush_sealed()
         finally:

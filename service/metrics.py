@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service.flusher import FlusherStatus
+from service.flusher_status import FlusherStatus
 
 # `*_created` series double the exposition and nobody graphs them.
 disable_created_metrics()

@@ -15,8 +15,8 @@ from service.flusher_control import FlusherControl
 from service.intake import Intake
 from service.metrics import IngestMetrics
 from service.ratelimit import RateLimiter
-from service.segment_tables import segment_keys
-from warehouse.lake import open_lake
+from service.segment_keys import segment_keys
+from warehouse.lake_uri import parse_lake_uri
 from warehouse.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,9 @@ class IngestRuntime:
 
     @classmethod
     def build(cls, settings: ServiceSettings) -> IngestRuntime:
-        # The flusher opens the lake; opening it here too (no I/O) makes a bad AW_LAKE_URI
-        # stop the service at start instead of failing in the flusher for ever.
-        open_lake(settings.resolved_lake_uri, settings.s3_endpoint_url)
+        # The flusher opens the lake; checking the URI here makes a bad AW_LAKE_URI stop the
+        # service at start instead of failing in the flusher for ever.
+        parse_lake_uri(settings.resolved_lake_uri)
         registry = Registry.open(settings)
         buffer = DurableBuffer(
             settings.buffer_dir,

@@ -8,7 +8,7 @@ event. Columns are converted to Arrow every `_ROWS_PER_CHUNK` rows to bound memo
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -17,15 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from service.buffer import Segment
-from service.dedup import (
-    BODY,
-    DELIVERY,
-    REQUEST,
-    KeyEntry,
-    body_key,
-    delivery_key,
-    request_key,
-)
+from service.dedup import KeyEntry
+from service.segment_keys import record_keys
 from warehouse.schema import ALERT_EVENTS, DUPLICATE_EVENTS, REQUESTS, TS
 
 PartitionKey = tuple[str, str, date]  # (table, tenant_id, receive date)
@@ -114,28 +107,3 @@ def read_segment(segment: Segment) -> SegmentTables:
     for meta, body in segment.records():
         tables.add(orjson.loads(meta), body)
     return tables
-
-
-def segment_keys(segment: Segment) -> list[KeyEntry]:
-    """Only the duplicate keys of a segment (what the intake holds again after a restart)."""
-    keys: list[KeyEntry] = []
-    for meta, _ in segment.records():
-        keys.extend(record_keys(orjson.loads(meta)))
-    return keys
-
-
-def record_keys(meta: dict[str, Any]) -> Iterator[KeyEntry]:
-    tenant, received_us = meta["tenant_id"], meta["received_us"]
-    events = meta["events"]
-    for event_id, source, delivery_id, body_sha256 in zip(
-        events["event_id"], events["source"], events["delivery_id"], events["body_sha256"],
-        strict=True,
-    ):
-        yield KeyEntry(body_key(tenant, body_sha256), BODY, event_id, received_us)
-        if delivery_id is not None:
-            yield KeyEntry(delivery_key(tenant, source, delivery_id), DELIVERY, event_id,
-                           received_us)
-    if meta["archive"]:
-        yield KeyEntry(request_key(tenant, meta["body_sha256"]), REQUEST, meta["request_id"],
-                       received_us)
-

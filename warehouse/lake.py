@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from warehouse.lake_uri import parse_lake_uri
 from warehouse.schema import PARTITIONING, TABLES
 
 PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 3, "use_dictionary": True}
@@ -135,14 +136,9 @@ def open_lake(
     uri: str, s3_endpoint_url: str | None = None, timeout_seconds: float = 10.0
 ) -> Lake:
     """Open `file:///abs/path` (or a plain path) or `s3://bucket/prefix`."""
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        root = os.path.abspath(parsed.path if parsed.scheme else uri)
-        return Lake(fs=pafs.LocalFileSystem(), root=root, uri=f"file://{root}")
-    if parsed.scheme != "s3":
-        raise ValueError(f"unsupported lake URI scheme {parsed.scheme!r} (use file:// or s3://)")
-    if not parsed.netloc:
-        raise ValueError("s3 lake URI needs a bucket: s3://bucket/prefix")
+    location = parse_lake_uri(uri)
+    if location.scheme == "file":
+        return Lake(fs=pafs.LocalFileSystem(), root=location.root, uri=f"file://{location.root}")
     kwargs: dict[str, object] = {
         "connect_timeout": timeout_seconds,
         "request_timeout": timeout_seconds,
@@ -156,9 +152,7 @@ def open_lake(
         endpoint = urlparse(s3_endpoint_url)
         kwargs["endpoint_override"] = endpoint.netloc or s3_endpoint_url
         kwargs["scheme"] = endpoint.scheme or "https"
-    fs = pafs.S3FileSystem(**kwargs)
-    root = posixpath.join(parsed.netloc, parsed.path.strip("/")).rstrip("/")
-    return Lake(fs=fs, root=root, uri=uri)
+    return Lake(fs=pafs.S3FileSystem(**kwargs), root=location.root, uri=uri)
 
 
 def iter_partition_dirs(lake: Lake, table: str) -> Iterator[tuple[str, str]]:
