@@ -258,7 +258,11 @@ class DurableBuffer:
         try:
             while self._queue:
                 chunks, self._queue = self._queue, []
-                errors = await loop.run_in_executor(self._executor, self._apply, chunks)
+                try:
+                    errors = await loop.run_in_executor(self._executor, self._apply, chunks)
+                except Exception as exc:  # not an OSError of a write: still, nobody may hang
+                    log.exception("buffer disk thread failed")
+                    errors = [f"buffer failure: {exc}"] * len(chunks)
                 for chunk, error in zip(chunks, errors, strict=True):
                     self._queued_bytes -= chunk.size
                     if chunk.future.done():
