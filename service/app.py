@@ -6,6 +6,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -22,9 +24,12 @@ from service.auth import api_key_from_headers
 from service.body import parse_json, read_body
 from service.config import ServiceSettings, get_settings
 from service.errors import IngestError, unauthorized, unprocessable
-from service.intake import RequestInfo
+from service.intake import Receipt, RequestInfo
+from service.metrics import IngestMetrics
 from service.openapi import INGEST_PATHS, add_alert_schemas
 from service.runtime import IngestRuntime
+from warehouse.contracts import AlertRecord
+from warehouse.registry import TenantOptions
 from warehouse.timestamps import now_us
 
 log = logging.getLogger(__name__)
@@ -115,61 +120,95 @@ def _install_routes(app: FastAPI) -> None:
 
 
 async def ingest(request: Request, route: str) -> Response:
+    """The intake pipeline: credential → media type → body → signature → alerts → quota →
+    durable buffer. Each step raises an IngestError saying what the sender should do."""
     runtime: IngestRuntime = request.app.state.runtime
-    metrics = runtime.metrics
-    tenant = "-"
-    signature: bytes | None = None
+    headers = request.headers
+    caller = _Caller()
     try:
-        headers = request.headers
-        timestamp = headers.get("x-timestamp")
-        runtime.auth.check_timestamp(timestamp)
-        found = runtime.auth.tenant_for_key(api_key_from_headers(headers))
-        if found is None:
-            raise unauthorized()
-        tenant = found
-        options = runtime.auth.options(tenant)
+        options = _authenticate(runtime, headers, caller)
         _check_content_type(headers.get("content-type"))
         body = await read_body(request.stream(), headers, runtime.settings.max_body_bytes)
         if options.require_signature or headers.get("x-signature") is not None:
-            signature = runtime.auth.verify_signature(
-                tenant, timestamp, headers.get("x-signature"), body
-            )
-            if not runtime.auth.replays.check_and_add(tenant, signature, runtime.auth.clock()):
-                signature = None  # not ours to forget: the first request owns it
-                raise IngestError(409, "replay", "this signed request was already received")
+            _verify_signature(runtime, headers, body, caller)
         received_us = now_us()
         try:
             records = generic.normalize(parse_json(body), received_us)
         except generic.AdapterError as exc:
             raise unprocessable(str(exc)) from None
-        wait = runtime.limiter.take(
-            tenant, len(records), options.rate_limit_per_second, options.rate_limit_burst
-        )
-        if wait > 0:
-            raise IngestError(
-                429, "rate_limited", f"tenant is over its rate of "
-                f"{options.rate_limit_per_second:g} events/s",
-                {"Retry-After": runtime.limiter.retry_after_header(wait)},
-            )
+        _take_quota(runtime, caller.tenant, options, len(records))
         info = RequestInfo(
-            tenant_id=tenant, route=route, received_us=received_us, body=body,
+            tenant_id=caller.tenant, route=route, received_us=received_us, body=body,
             body_sha256=hashlib.sha256(body).hexdigest(),
             content_type=headers.get("content-type"), headers=safe_headers(request),
         )
         receipt = await runtime.intake.submit(info, records)
     except ClientDisconnect:
-        metrics.rejected.labels(tenant, "client_disconnected").inc()
-        return error_response(IngestError(400, "client_disconnected", "client went away"))
+        return _refuse(runtime, caller, IngestError(400, "client_disconnected", "client went away"))
     except IngestError as error:
-        metrics.rejected.labels(tenant, error.code).inc()
-        if signature is not None and error.retryable:
-            runtime.auth.replays.forget(tenant, signature)
-        return error_response(error)
+        return _refuse(runtime, caller, error)
+    _count_accepted(runtime.metrics, caller.tenant, route, records, receipt)
+    return json_response(receipt.as_json(), 202)
+
+
+@dataclass
+class _Caller:
+    """Who is calling, as far as the pipeline got (for metrics and replay bookkeeping)."""
+
+    tenant: str = "-"
+    signature: bytes | None = None
+
+
+def _authenticate(runtime: IngestRuntime, headers: Headers, caller: _Caller) -> TenantOptions:
+    # The timestamp is checked before the key, so its answer says nothing about the key.
+    runtime.auth.check_timestamp(headers.get("x-timestamp"))
+    tenant = runtime.auth.tenant_for_key(api_key_from_headers(headers))
+    if tenant is None:
+        raise unauthorized()
+    caller.tenant = tenant
+    return runtime.auth.options(tenant)
+
+
+def _verify_signature(
+    runtime: IngestRuntime, headers: Headers, body: bytes, caller: _Caller
+) -> None:
+    auth = runtime.auth
+    signature = auth.verify_signature(
+        caller.tenant, headers.get("x-timestamp"), headers.get("x-signature"), body
+    )
+    if not auth.replays.check_and_add(caller.tenant, signature, auth.clock()):
+        raise IngestError(409, "replay", "this signed request was already received")
+    caller.signature = signature  # ours now: forgotten again if we fail retryably
+
+
+def _take_quota(runtime: IngestRuntime, tenant: str, options: TenantOptions, events: int) -> None:
+    wait = runtime.limiter.take(
+        tenant, events, options.rate_limit_per_second, options.rate_limit_burst
+    )
+    if wait > 0:
+        raise IngestError(
+            429, "rate_limited",
+            f"tenant is over its rate of {options.rate_limit_per_second:g} events/s",
+            {"Retry-After": runtime.limiter.retry_after_header(wait)},
+        )
+
+
+def _refuse(runtime: IngestRuntime, caller: _Caller, error: IngestError) -> Response:
+    runtime.metrics.rejected.labels(caller.tenant, error.code).inc()
+    if caller.signature is not None and error.retryable:
+        # A 429/503 asks the sender to retry the same bytes: that retry is not a replay.
+        runtime.auth.replays.forget(caller.tenant, caller.signature)
+    return error_response(error)
+
+
+def _count_accepted(
+    metrics: IngestMetrics, tenant: str, route: str, records: list[AlertRecord],
+    receipt: Receipt,
+) -> None:
     metrics.requests.labels(tenant, route).inc()
     metrics.accepted.labels(tenant, records[0].source).inc(len(records))
     for dup in receipt.duplicate_events:
         metrics.duplicates.labels(tenant, dup["reason"]).inc()
-    return json_response(receipt.as_json(), 202)
 
 
 def _check_content_type(content_type: str | None) -> None:
