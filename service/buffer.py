@@ -15,8 +15,7 @@ segment holds an event. The flusher (`service.flusher`, its own process) moves s
 segments to the lake and deletes them only after the lake write is confirmed. On start every
 leftover segment is sealed, its torn tail (a crash mid-write: never acknowledged) cut.
 
-Record layout: magic `AWR1`, meta length (u32), body length (u32), crc32 of meta+body (u32),
-then the meta JSON and the raw body bytes.
+The record and segment format is in `service.segments`.
 """
 
 from __future__ import annotations
@@ -24,20 +23,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import struct
 import time
-import zlib
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
+from service.segments import (  # re-exported: the buffer's public vocabulary
+    Segment,
+    delete_segment,
+    encode_record,
+    fsync_dir,
+    sealed_path,
+    sealed_segments,
+    truncate_torn_tail,
+)
+
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("<4sIII")
-_MAGIC = b"AWR1"
+__all__ = [
+    "BufferFull", "BufferWriteError", "DurableBuffer", "Segment", "delete_segment",
+    "encode_record", "sealed_segments",
+]
+
 _SEQ_LEASE_BLOCK = 1_000_000
 
 
@@ -47,57 +56,6 @@ class BufferFull(Exception):
 
 class BufferWriteError(Exception):
     """The disk refused a write or an fsync (retryable; nothing of the batch was kept)."""
-
-
-def encode_record(meta: bytes, body: bytes) -> bytes:
-    crc = zlib.crc32(body, zlib.crc32(meta))
-    return _HEADER.pack(_MAGIC, len(meta), len(body), crc) + meta + body
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A sealed segment on disk and the records it holds."""
-
-    path: Path
-    first_seq: int
-
-    def records(self) -> Iterator[tuple[bytes, bytes]]:
-        """Yield (meta, body) of every complete record (a torn tail ends the iteration).
-
-        One record at a time: a segment is up to `flush_max_bytes` (64 MB), and the flusher
-        should not hold all of it on top of the rows it builds from it (peak RSS).
-        """
-        with open(self.path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            while True:
-                header = fh.read(_HEADER.size)
-                if len(header) < _HEADER.size:
-                    return
-                magic, meta_len, body_len, crc = _HEADER.unpack(header)
-                length = meta_len + body_len
-                if magic != _MAGIC or length > size - fh.tell():
-                    return
-                payload = fh.read(length)
-                if len(payload) < length or zlib.crc32(payload) != crc:
-                    return
-                yield payload[:meta_len], payload[meta_len:]
-
-
-def sealed_segments(directory: Path) -> list[Segment]:
-    """Sealed segments, oldest first (what the flusher works through)."""
-    return [
-        Segment(path=p, first_seq=int(p.stem.split("-")[1]))
-        for p in sorted(directory.glob("seg-*.sealed"))
-    ]
-
-
-def delete_segment(segment: Segment) -> None:
-    """Forget a segment whose records are confirmed in the lake (the flusher's last step)."""
-    try:
-        segment.path.unlink()
-    except FileNotFoundError:  # another flusher got there first: same outcome
-        return
-    fsync_dir(segment.path.parent)
 
 
 @dataclass(slots=True)
@@ -158,7 +116,7 @@ class DurableBuffer:
         """Seal leftovers, cut torn tails, start above every sequence number ever used."""
         highest = 0
         for path in sorted(self.directory.glob("seg-*.wal")):
-            _truncate_torn_tail(path)
+            truncate_torn_tail(path)
             path.rename(path.with_suffix(".sealed"))
         segments = sealed_segments(self.directory)
         for seg in segments:
@@ -355,13 +313,13 @@ class DurableBuffer:
 
     def forget_flushed(self) -> list[int]:
         """Ids of sealed segments the flusher has deleted since the last call."""
-        gone = [s for s in list(self._sealed) if not _sealed_path(self.directory, s).exists()]
+        gone = [s for s in list(self._sealed) if not sealed_path(self.directory, s).exists()]
         for segment in gone:
             self._sealed.pop(segment, None)
         return gone
 
     def oldest_age_seconds(self) -> float:
-        ages = [_age(_sealed_path(self.directory, s)) for s in list(self._sealed)]
+        ages = [_age(sealed_path(self.directory, s)) for s in list(self._sealed)]
         if self._open is not None and self._open.events:
             ages.append(time.monotonic() - self._open.opened_at)
         return max(ages, default=0.0)
@@ -381,35 +339,11 @@ class DurableBuffer:
             self._fd = None
 
 
-def _sealed_path(directory: Path, segment: int) -> Path:
-    return directory / f"seg-{segment:020d}.sealed"
-
-
 def _age(path: Path) -> float:
     try:
         return max(0.0, time.time() - path.stat().st_mtime)
     except FileNotFoundError:
         return 0.0
-
-
-def _truncate_torn_tail(path: Path) -> None:
-    good = 0
-    with open(path, "rb") as fh:
-        data = fh.read()
-    offset = 0
-    while offset + _HEADER.size <= len(data):
-        magic, meta_len, body_len, crc = _HEADER.unpack_from(data, offset)
-        start = offset + _HEADER.size
-        end = start + meta_len + body_len
-        if magic != _MAGIC or end > len(data) or zlib.crc32(data[start:end]) != crc:
-            break
-        good = offset = end
-    if good < len(data):
-        log.warning("cutting %d torn bytes off %s", len(data) - good, path.name)
-        with open(path, "r+b") as fh:
-            fh.truncate(good)
-            fh.flush()
-            os.fsync(fh.fileno())
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -419,9 +353,3 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
