@@ -152,11 +152,17 @@ def main() -> None:
     """Process entry: `python -m service.flusher <settings JSON>` (started by the runtime)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s flusher %(message)s")
     settings = ServiceSettings.model_validate_json(sys.argv[1])
-    parent = os.getppid()
+    # The intake's pid comes from the intake itself: if it died before we got here, our
+    # parent is already init, and comparing against os.getppid() now would never notice.
+    parent = int(sys.argv[2])
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the intake, which stops us
-    lock_buffer(settings.buffer_dir, wait=True)
+    # Wait for the buffer's lock (a flusher of a killed intake may still be finishing), but
+    # keep listening: a stop or the death of our own intake ends the wait.
+    while lock_buffer(settings.buffer_dir, wait=False) is None:
+        if stop.wait(0.1) or os.getppid() != parent:
+            return
     build_flusher(settings).run(stop, parent_pid=parent)
 
 

@@ -44,7 +44,8 @@ class FlusherControl:
             # SIGTERM) reaches only the intake, which then stops the flusher in order, after
             # sealing the buffer.
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "service.flusher", payload], start_new_session=True
+                [sys.executable, "-m", "service.flusher", payload, str(os.getpid())],
+                start_new_session=True,
             )
 
     def _start_thread(self) -> None:
