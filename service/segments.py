@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from warehouse.files import fsync_path
+
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<4sIII")
@@ -97,8 +99,4 @@ def truncate_torn_tail(path: Path) -> None:
 
 
 def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(directory)

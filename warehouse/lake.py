@@ -23,6 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from warehouse.files import fsync_path
 from warehouse.lake_uri import parse_lake_uri
 from warehouse.schema import PARTITIONING, TABLES
 
@@ -64,9 +65,9 @@ class Lake:
                 with self.fs.open_output_stream(tmp) as out:
                     pq.write_table(table, out, **PARQUET_OPTIONS)
                     out.flush()
-                _fsync_path(tmp)
+                fsync_path(tmp)
                 self.fs.move(tmp, path)
-                _fsync_path(directory)
+                fsync_path(directory)
             else:
                 with self.fs.open_output_stream(path) as out:
                     pq.write_table(table, out, **PARQUET_OPTIONS)
@@ -122,14 +123,6 @@ class Lake:
 
 def _with_partitions(schema: pa.Schema) -> pa.Schema:
     return pa.schema(list(schema) + list(PARTITIONING), metadata=schema.metadata)
-
-
-def _fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_lake(
