@@ -19,9 +19,9 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from service.adapters import generic
-from service.auth import api_key_from_headers
-from service.body import parse_json, read_body
+from service.adapters import WEBHOOKS, AdapterError, Webhook
+from service.auth import credential_from_headers
+from service.body import parse_form, parse_json, read_body
 from service.config import ServiceSettings, get_settings
 from service.errors import IngestError, unauthorized, unprocessable
 from service.intake import Receipt, RequestInfo
@@ -92,13 +92,21 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 def _install_routes(app: FastAPI) -> None:
     async def ingest_generic(request: Request) -> Response:
-        return await ingest(request, "generic")
+        return await ingest(request, WEBHOOKS["generic"])
+
+    async def ingest_webhook(request: Request) -> Response:
+        webhook = WEBHOOKS.get(request.path_params["source"])
+        if webhook is None:
+            return json_response({"error": "not_found", "detail": "unknown webhook source; "
+                                  f"one of: {', '.join(sorted(WEBHOOKS))}"}, 404)
+        return await ingest(request, webhook)
 
     # Plain Starlette routes: the handler reads the raw body itself, so FastAPI's parameter
     # solving would be pure overhead on the hottest path (~15 % of a single-alert request).
     # Their OpenAPI operations are added by `add_alert_schemas`.
     for path in INGEST_PATHS:
         app.router.add_route(path, ingest_generic, methods=["POST"])
+    app.router.add_route("/v1/webhooks/{source}", ingest_webhook, methods=["POST"])
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> Response:
@@ -119,22 +127,28 @@ def _install_routes(app: FastAPI) -> None:
         return Response(generate_latest(registry), 200, media_type=CONTENT_TYPE_LATEST)
 
 
-async def ingest(request: Request, route: str) -> Response:
+async def ingest(request: Request, webhook: Webhook) -> Response:
     """The intake pipeline: credential → media type → body → signature → alerts → quota →
     durable buffer. Each step raises an IngestError saying what the sender should do."""
     runtime: IngestRuntime = request.app.state.runtime
     headers = request.headers
     caller = _Caller()
+    route = webhook.route
     try:
         options = _authenticate(runtime, headers, caller)
-        _check_content_type(headers.get("content-type"))
+        is_form = _check_content_type(headers.get("content-type"), webhook)
         body = await read_body(request.stream(), headers, runtime.settings.max_body_bytes)
-        if options.require_signature or headers.get("x-signature") is not None:
+        if webhook.auth == "signed" and (
+            options.require_signature or headers.get("x-signature") is not None
+        ):
             _verify_signature(runtime, headers, body, caller)
+        if webhook.verify is not None:
+            webhook.verify(caller.tenant, headers, body, runtime.auth.snapshot())
         received_us = now_us()
+        document = parse_form(body) if is_form else parse_json(body)
         try:
-            records = generic.normalize(parse_json(body), received_us)
-        except generic.AdapterError as exc:
+            records = webhook.normalize(document, received_us)
+        except AdapterError as exc:
             raise unprocessable(str(exc)) from None
         _take_quota(runtime, caller.tenant, options, len(records))
         info = RequestInfo(
@@ -162,9 +176,10 @@ class _Caller:
 def _authenticate(runtime: IngestRuntime, headers: Headers, caller: _Caller) -> TenantOptions:
     # The timestamp is checked before the key, so its answer says nothing about the key.
     runtime.auth.check_timestamp(headers.get("x-timestamp"))
-    tenant = runtime.auth.tenant_for_key(api_key_from_headers(headers))
-    if tenant is None:
-        raise unauthorized()
+    credential = credential_from_headers(headers)
+    tenant = runtime.auth.tenant_for_key(credential.api_key)
+    if tenant is None or credential.basic_user not in (None, tenant):
+        raise unauthorized()  # a basic-auth user must be the key's own tenant
     caller.tenant = tenant
     return runtime.auth.options(tenant)
 
@@ -211,16 +226,21 @@ def _count_accepted(
         metrics.duplicates.labels(tenant, dup["reason"]).inc()
 
 
-def _check_content_type(content_type: str | None) -> None:
+def _check_content_type(content_type: str | None, webhook: Webhook) -> bool:
+    """Refuse other media types (415); True when the body is a form (Datadog's option)."""
     media, _, params = (content_type or "").partition(";")
-    charset = params.strip().lower()
-    if media.strip().lower() != "application/json" or (
-        charset and charset.replace(" ", "") not in ("charset=utf-8", "charset=\"utf-8\"")
-    ):
+    media = media.strip().lower()
+    charset = params.strip().lower().replace(" ", "")
+    if charset and charset not in ("charset=utf-8", 'charset="utf-8"'):
+        raise IngestError(415, "unsupported_media_type", "the body must be UTF-8")
+    if webhook.forms and media == "application/x-www-form-urlencoded":
+        return True
+    if media not in webhook.media_types:
         raise IngestError(
             415, "unsupported_media_type",
-            "Content-Type must be application/json (UTF-8)",
+            f"Content-Type must be {' or '.join(webhook.media_types)} for {webhook.route}",
         )
+    return False
 
 
 def _install_error_handlers(app: FastAPI) -> None:

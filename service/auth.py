@@ -12,6 +12,7 @@ so a replay gets 409.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -19,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from service.errors import IngestError, unauthorized
@@ -30,15 +32,41 @@ _REFRESH_CHECK_SECONDS = 1.0
 _REFRESH_MAX_AGE_SECONDS = 60.0
 
 
-def api_key_from_headers(headers: Mapping[str, str]) -> str | None:
-    """The key from `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+@dataclass(frozen=True)
+class Credential:
+    """An API key as presented, and the tenant id of a basic-auth user name, if any."""
+
+    api_key: str | None
+    basic_user: str | None = None
+
+
+def credential_from_headers(headers: Mapping[str, str]) -> Credential:
+    """`Authorization: Bearer <key>`, `Authorization: Basic <tenant:key>` (Alertmanager,
+    EventBridge, SNS subscription URLs; the password may be non-ASCII UTF-8) or `X-API-Key`."""
     auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
+            return Credential(value.strip())
+        if scheme.lower() == "basic" and value.strip():
+            return _basic(value.strip())
     key = headers.get("x-api-key")
-    return key.strip() if key else None
+    return Credential(key.strip() if key else None)
+
+
+def _basic(value: str) -> Credential:
+    try:
+        decoded = base64.b64decode(value.encode("latin-1"), validate=True).decode("utf-8")
+    except (ValueError, UnicodeError):
+        return Credential(None)
+    user, sep, password = decoded.partition(":")
+    if not sep or not password:
+        return Credential(None)
+    return Credential(password, basic_user=user)
+
+
+def api_key_from_headers(headers: Mapping[str, str]) -> str | None:
+    return credential_from_headers(headers).api_key
 
 
 class ReplayCache:

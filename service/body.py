@@ -14,6 +14,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -187,3 +188,25 @@ def _surely_no_duplicate_keys(body: bytes, parsed_keys: int) -> bool:
         and _SPACE_BEFORE_COLON.search(body) is None
         and body.count(b'":') == parsed_keys
     )
+
+
+MAX_FORM_FIELDS = 256
+
+
+def parse_form(body: bytes) -> dict[str, str]:
+    """An `application/x-www-form-urlencoded` body → {field: value}, strictly: UTF-8, each
+    field once, at most MAX_FORM_FIELDS fields, no NUL."""
+    try:
+        text = body.decode("utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text),
+                          encoding="utf-8", errors="strict", max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad_request("malformed_form", f"body is not a valid form: {exc}") from None
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        raise bad_request("duplicate_key", "a form field appears more than once")
+    if any("\x00" in k or "\x00" in v for k, v in pairs):
+        raise bad_request("nul_character", "NUL characters are not allowed in form fields")
+    if not form:
+        raise bad_request("empty_body", "request body is empty")
+    return form

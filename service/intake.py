@@ -184,6 +184,8 @@ _EVENT_ATTRS = (
     ("asset", "asset"), ("signature", "signature"), ("severity", "severity"),
     ("raw_severity", "raw_severity"), ("status", "status"), ("occurred_at", "occurred_at_us"),
     ("message", "message"), ("labels", "labels"), ("body_sha256", "body_sha256"),
+    ("missing_asset", "missing_asset"), ("severity_mapped", "severity_mapped"),
+    ("has_resolve_path", "has_resolve_path"), ("truncated_alerts", "truncated_alerts"),
 )
 _DUPLICATE_ATTRS = (
     ("source", "source"), ("source_fingerprint", "source_fingerprint"),

@@ -132,3 +132,17 @@ class AlertRecord:
     message: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     raw_severity: str | None = None
+    # Alert quality (SEMANTICS.md KPI): was the source's severity recognised, can this alert
+    # ever be resolved by its source, how many alerts the source dropped from the notification.
+    severity_mapped: bool = True
+    has_resolve_path: bool | None = None  # None: derived, True for firing/resolved events
+    truncated_alerts: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.has_resolve_path is None:
+            self.has_resolve_path = self.status != "point"
+
+    @property
+    def missing_asset(self) -> bool:
+        """R4: an empty or whitespace-only asset is a missing asset."""
+        return self.asset is None or not self.asset.strip()

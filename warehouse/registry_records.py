@@ -106,6 +106,16 @@ class SettingsVersion:
 
 
 @dataclass(frozen=True)
+class GrafanaSigning:
+    """How a tenant's Grafana signs its webhooks: HMAC-SHA256 hex of the body (or of
+    `<timestamp>:<body>` when Grafana sends a timestamp header) in `header`."""
+
+    secret: bytes = field(repr=False)
+    header: str = "X-Grafana-Alerting-Signature"
+    timestamp_header: str | None = None
+
+
+@dataclass(frozen=True)
 class AuthSnapshot:
     """What the authenticator needs, as of `taken_at`; read-only mappings.
 
@@ -120,6 +130,11 @@ class AuthSnapshot:
     data_version: int
     taken_at: datetime
     valid_until: datetime | None
+    # Grafana's own webhook HMAC, for tenants that configured one (SOURCES.md).
+    grafana_signing: Mapping[str, GrafanaSigning] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False)
+    # SNS TopicArn (exact, or `arn:aws:sns:<region>:<account>:*`) → the one tenant owning it.
+    sns_topics: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def build(

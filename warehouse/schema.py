@@ -35,6 +35,11 @@ ALERT_EVENTS = pa.schema(
         pa.field("message", pa.string()),
         pa.field("labels", LABELS),
         pa.field("body_sha256", pa.string(), nullable=False),
+        # Alert quality (SEMANTICS.md): per event, so the KPI is a plain average.
+        pa.field("missing_asset", pa.bool_(), nullable=False),
+        pa.field("severity_mapped", pa.bool_(), nullable=False),
+        pa.field("has_resolve_path", pa.bool_(), nullable=False),
+        pa.field("truncated_alerts", pa.int32()),
     ],
     metadata={"aw_schema_version": SCHEMA_VERSION, "grain": "one row per accepted event"},
 )

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
+from service.adapters.common import AdapterError, body_hash
 from warehouse.contracts import AlertRecord, CanonicalAlertIn
 from warehouse.timestamps import TimestampError, check_plausible, parse_rfc3339_us
 
@@ -20,10 +21,6 @@ SOURCE = "generic"
 MAX_ALERTS_PER_REQUEST = 10_000
 
 _MANY = TypeAdapter(list[CanonicalAlertIn])
-
-
-class AdapterError(ValueError):
-    """The payload is valid JSON but not a valid alert for this source (HTTP 422)."""
 
 
 def normalize(document: Any, received_us: int) -> list[AlertRecord]:
@@ -60,6 +57,7 @@ def _record(
         signature=alert.signature,
         severity=alert.severity,
         raw_severity=raw.get("severity"),
+        severity_mapped="severity" in raw,  # absent: defaulted to warning, not mapped
         status=status,
         body_sha256=body_hash(raw),
         source_alert_id=alert.source_alert_id,
@@ -69,11 +67,6 @@ def _record(
         message=alert.message,
         labels=alert.labels,
     )
-
-
-def body_hash(obj: Any) -> str:
-    """sha256 of the object in canonical JSON (sorted keys, compact): whitespace-proof."""
-    return hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _derived_fingerprint(alert: CanonicalAlertIn) -> str:
