@@ -28,6 +28,7 @@ from service.intake import Receipt, RequestInfo
 from service.metrics import IngestMetrics
 from service.openapi import INGEST_PATHS, add_alert_schemas
 from service.runtime import IngestRuntime
+from service.sns import authenticate_sns
 from warehouse.contracts import AlertRecord
 from warehouse.registry import TenantOptions
 from warehouse.timestamps import now_us
@@ -131,37 +132,74 @@ async def ingest(request: Request, webhook: Webhook) -> Response:
     """The intake pipeline: credential → media type → body → signature → alerts → quota →
     durable buffer. Each step raises an IngestError saying what the sender should do."""
     runtime: IngestRuntime = request.app.state.runtime
-    headers = request.headers
     caller = _Caller()
-    route = webhook.route
     try:
-        options = _authenticate(runtime, headers, caller)
-        is_form = _check_content_type(headers.get("content-type"), webhook)
-        body = await read_body(request.stream(), headers, runtime.settings.max_body_bytes)
-        if webhook.auth == "signed" and (
-            options.require_signature or headers.get("x-signature") is not None
-        ):
-            _verify_signature(runtime, headers, body, caller)
-        if webhook.verify is not None:
-            webhook.verify(caller.tenant, headers, body, runtime.auth.snapshot())
-        received_us = now_us()
-        document = parse_form(body) if is_form else parse_json(body)
-        try:
-            records = webhook.normalize(document, received_us)
-        except AdapterError as exc:
-            raise unprocessable(str(exc)) from None
-        _take_quota(runtime, caller.tenant, options, len(records))
-        info = RequestInfo(
-            tenant_id=caller.tenant, route=route, received_us=received_us, body=body,
-            body_sha256=hashlib.sha256(body).hexdigest(),
-            content_type=headers.get("content-type"), headers=safe_headers(request),
-        )
-        receipt = await runtime.intake.submit(info, records)
+        if webhook.auth == "sns":
+            return await _ingest_sns(request, runtime, webhook, caller)
+        return await _ingest_keyed(request, runtime, webhook, caller)
     except ClientDisconnect:
         return _refuse(runtime, caller, IngestError(400, "client_disconnected", "client went away"))
     except IngestError as error:
         return _refuse(runtime, caller, error)
-    _count_accepted(runtime.metrics, caller.tenant, route, records, receipt)
+
+
+async def _ingest_keyed(
+    request: Request, runtime: IngestRuntime, webhook: Webhook, caller: _Caller
+) -> Response:
+    """Every source whose tenant is named by an API key (signed or not)."""
+    headers = request.headers
+    options = _authenticate(runtime, headers, caller)
+    is_form = _check_content_type(headers.get("content-type"), webhook)
+    body = await read_body(request.stream(), headers, runtime.settings.max_body_bytes)
+    if webhook.auth == "signed" and (
+        options.require_signature or headers.get("x-signature") is not None
+    ):
+        _verify_signature(runtime, headers, body, caller)
+    if webhook.verify is not None:
+        webhook.verify(caller.tenant, headers, body, runtime.auth.snapshot())
+    received_us = now_us()
+    document = parse_form(body) if is_form else parse_json(body)
+    try:
+        records = webhook.normalize(document, received_us)
+    except AdapterError as exc:
+        raise unprocessable(str(exc)) from None
+    return await _accept(request, runtime, webhook, caller, options, body, received_us, records)
+
+
+async def _ingest_sns(
+    request: Request, runtime: IngestRuntime, webhook: Webhook, caller: _Caller
+) -> Response:
+    """CloudWatch via SNS: the SNS signature and the topic allowlist name the tenant; a
+    confirmation is answered 200, a notification goes through the same intake (202)."""
+    headers = request.headers
+    _check_content_type(headers.get("content-type"), webhook)
+    body = await read_body(request.stream(), headers, runtime.settings.max_body_bytes)
+    received_us = now_us()
+    outcome = await authenticate_sns(
+        body, headers, runtime.auth.snapshot(), runtime.settings, received_us=received_us
+    )
+    caller.tenant = outcome.tenant_id
+    if outcome.records is None:
+        return json_response({"status": outcome.kind, "detail": outcome.note}, 200)
+    options = runtime.auth.options(caller.tenant)
+    return await _accept(
+        request, runtime, webhook, caller, options, body, received_us, outcome.records
+    )
+
+
+async def _accept(
+    request: Request, runtime: IngestRuntime, webhook: Webhook, caller: _Caller,
+    options: TenantOptions, body: bytes, received_us: int, records: list[AlertRecord],
+) -> Response:
+    """Quota, then the durable intake; 202 with the receipt once every event is on disk."""
+    _take_quota(runtime, caller.tenant, options, len(records))
+    info = RequestInfo(
+        tenant_id=caller.tenant, route=webhook.route, received_us=received_us, body=body,
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        content_type=request.headers.get("content-type"), headers=safe_headers(request),
+    )
+    receipt = await runtime.intake.submit(info, records)
+    _count_accepted(runtime.metrics, caller.tenant, webhook.route, records, receipt)
     return json_response(receipt.as_json(), 202)
 
 

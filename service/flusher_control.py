@@ -52,12 +52,14 @@ class FlusherControl:
         from service.flusher import build_flusher  # pyarrow: only where the flusher runs
 
         def run() -> None:
-            fd = lock_buffer(self.settings.buffer_dir, wait=True)
+            # Waits for the buffer's lock like the process does: a stop ends the wait.
+            while (fd := lock_buffer(self.settings.buffer_dir, wait=False)) is None:
+                if self._stop.wait(0.1):
+                    return
             try:
                 build_flusher(self.settings).run(self._stop)
             finally:
-                if fd is not None:
-                    os.close(fd)
+                os.close(fd)
 
         self._thread = threading.Thread(target=run, name="aw-flusher", daemon=True)
         self._thread.start()
