@@ -37,6 +37,9 @@ class ServiceSettings(PlatformSettings):
     flusher: Literal["process", "thread"] = "process"
     # The Bloom filter of persisted duplicate keys: 2**N bits (27: 16 MiB, ~13M keys at 1 %).
     dedup_bloom_bits_log2: int = Field(default=27, ge=16, le=34)
+    # Pinned SNS signing certificates, each named like its SigningCertURL's basename
+    # (SimpleNotificationService-<id>.pem): used without fetching (offline hosts, tests).
+    sns_cert_dir: Path | None = None
 
     @property
     def buffer_dir(self) -> Path:

@@ -12,6 +12,7 @@ from service.buffer import DurableBuffer, sealed_segments
 from service.config import ServiceSettings
 from service.dedup import DedupIndex, SeenStore
 from service.flusher_control import FlusherControl
+from service.flusher_status import status_path
 from service.intake import Intake
 from service.metrics import IngestMetrics
 from service.ratelimit import RateLimiter
@@ -82,7 +83,14 @@ class IngestRuntime:
         if leftovers:
             log.info("replaying %d buffered segment(s) into the lake", len(leftovers))
         log.info("duplicate filter holds %d persisted keys", self.dedup.load())
+        # A status left by an earlier run says nothing about this one; wait (briefly) for the
+        # new flusher's first report so /readyz is truthful from the first request.
+        status_path(self.settings.buffer_dir).unlink(missing_ok=True)
         self.flusher.start()
+        for _ in range(100):
+            if self.flusher.status() is not None:
+                break
+            await asyncio.sleep(0.05)
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def _tick(self) -> None:

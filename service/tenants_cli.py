@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -20,12 +22,21 @@ from service.tenants_output import (
     options_line,
     settings_summary,
     show_lines,
+    source_auth_lines,
     tenant_document,
     version_document,
 )
 from warehouse.config import platform_settings
 from warehouse.correlation_settings import parse_duration
-from warehouse.registry import Registry, RegistryError, RegistryUnavailable, check_options
+from warehouse.registry import (
+    GRAFANA_SIGNATURE_HEADER,
+    Registry,
+    RegistryError,
+    RegistryUnavailable,
+    check_grafana_signing,
+    check_options,
+    validate_sns_topic,
+)
 
 N = TypeVar("N", int, float)
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -177,6 +188,64 @@ def _settings_changes(values: dict[str, Any]) -> dict[str, object]:
     return changes
 
 
+@dataclass(frozen=True)
+class _SourceAuth:
+    """The source-authentication part of `aw tenants set`: Grafana's HMAC and SNS topics."""
+
+    grafana: tuple[str | None, str, str | None] | None  # (secret or None to remove, headers)
+    add_topics: tuple[str, ...]
+    remove_topics: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return self.grafana is None and not self.add_topics and not self.remove_topics
+
+    def apply(self, registry: Registry, tenant_id: str) -> None:
+        # Topics first: an ownership conflict is the likeliest failure, and it then stops
+        # the command before anything else is written.
+        if self.add_topics or self.remove_topics:
+            registry.change_sns_topics(tenant_id, self.add_topics, self.remove_topics)
+        if self.grafana is not None:
+            registry.set_grafana_signing(tenant_id, *self.grafana)
+
+
+def _source_auth(values: dict[str, Any]) -> _SourceAuth:
+    """Checks everything before the first write, so a typo in the third ARN or an empty
+    secret file stores nothing at all."""
+    path, remove = values["grafana_hmac_secret_file"], values["no_grafana_hmac"]
+    header = values["grafana_signature_header"]
+    timestamp_header = values["grafana_timestamp_header"]
+    if path is not None and remove:
+        raise CommandError("give --grafana-hmac-secret-file or --no-grafana-hmac, not both")
+    if path is None and (header is not None or timestamp_header is not None):
+        raise CommandError(
+            "--grafana-signature-header and --grafana-timestamp-header need "
+            "--grafana-hmac-secret-file"
+        )
+    grafana: tuple[str | None, str, str | None] | None = None
+    with _as_command_errors():
+        if remove:
+            grafana = (None, GRAFANA_SIGNATURE_HEADER, None)
+        elif path is not None:
+            secret = _read_secret_file(path)
+            names = (header or GRAFANA_SIGNATURE_HEADER, timestamp_header)
+            check_grafana_signing(secret, *names)
+            grafana = (secret, *names)
+        add = tuple(validate_sns_topic(arn) for arn in values["sns_topic"])
+        remove_topics = tuple(validate_sns_topic(arn) for arn in values["remove_sns_topic"])
+    return _SourceAuth(grafana, add, remove_topics)
+
+
+def _read_secret_file(path: Path) -> str:
+    """The secret in the file, without its trailing line break; never echoed."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise CommandError(f"--grafana-hmac-secret-file: cannot read {path}: {reason}") from None
+    return text.rstrip("\r\n")
+
+
 @tenants.command(name="set")
 @click.argument("tenant_id")
 @click.option("--window", help="Correlation window W (R5), 1m-24h, e.g. 10m.")
@@ -200,9 +269,36 @@ def _settings_changes(values: dict[str, Any]) -> dict[str, object]:
 )
 @click.option("--rate-limit", help="Events per second (0 = unlimited).")
 @click.option("--rate-burst", help="Token-bucket burst size.")
+@click.option(
+    "--grafana-hmac-secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the secret of Grafana's webhook HMAC signature (replaces any earlier).",
+)
+@click.option(
+    "--grafana-signature-header",
+    metavar="NAME",
+    help=f"Header carrying Grafana's signature (default {GRAFANA_SIGNATURE_HEADER}).",
+)
+@click.option(
+    "--grafana-timestamp-header",
+    metavar="NAME",
+    help="Header carrying Grafana's signature timestamp, if Grafana is set to send one.",
+)
+@click.option("--no-grafana-hmac", is_flag=True, help="Remove the Grafana HMAC secret.")
+@click.option(
+    "--sns-topic",
+    multiple=True,
+    metavar="ARN",
+    help="Accept SNS messages from this TopicArn (…:<account>:* for all topics of the account "
+    "in that region). Repeatable.",
+)
+@click.option(
+    "--remove-sns-topic", multiple=True, metavar="ARN", help="Stop accepting a TopicArn."
+)
 @_json_option
 def set_(tenant_id: str, as_json: bool, **values: Any) -> None:
     """Change options now, or correlation settings as a new version (R15)."""
+    source_auth = _source_auth(values)
     changes = _settings_changes(values)
     effective_at = _parse_time(values["effective_at"])
     rate = _parse_number("--rate-limit", values["rate_limit"], float)
@@ -211,10 +307,14 @@ def set_(tenant_id: str, as_json: bool, **values: Any) -> None:
     has_options = (signature, rate, burst) != (None, None, None)
     if effective_at is not None and not changes:
         raise CommandError("--effective-at needs at least one correlation setting to change")
-    if not changes and not has_options:
+    if not changes and not has_options and source_auth.empty:
         raise CommandError("nothing to change: give a setting or an option (see --help)")
     with _open_registry() as registry:
         check_options(rate, burst)  # so bad options fail before a settings version is stored
+        if changes:  # a dry run, so bad settings fail before the topics or secret are stored
+            at = effective_at or datetime.now(UTC)
+            registry.settings_at(tenant_id, at).settings.with_changes(changes)
+        source_auth.apply(registry, tenant_id)
         version = registry.set_settings(tenant_id, changes, effective_at) if changes else None
         tenant = (
             registry.set_options(tenant_id, signature, rate, burst)
@@ -226,7 +326,7 @@ def set_(tenant_id: str, as_json: bool, **values: Any) -> None:
         "tenant": tenant_document(tenant),
         "settings_version": None if version is None else version_document(version),
     }
-    lines = [f"Tenant {tenant.id}:", options_line(tenant)]
+    lines = [f"Tenant {tenant.id}:", options_line(tenant), *source_auth_lines(tenant)]
     if version is not None:
         lines.append(
             f"  settings version {version.version} effective "

@@ -37,6 +37,12 @@ def tenant_document(tenant: Tenant) -> dict[str, object]:
         "key_prefixes": list(tenant.key_prefixes),
         "secret_count": tenant.secret_count,
         "secrets_expire_at": [iso(at) for at in tenant.secrets_expire_at],
+        "grafana_hmac": {
+            "configured": tenant.has_grafana_signing,
+            "signature_header": tenant.grafana_signature_header,
+            "timestamp_header": tenant.grafana_timestamp_header,
+        },
+        "sns_topics": list(tenant.sns_topics),
     }
 
 
@@ -61,6 +67,20 @@ def options_line(tenant: Tenant) -> str:
     return f"  signature: {signature}; rate limit: {rate}"
 
 
+def source_auth_lines(tenant: Tenant) -> list[str]:
+    """Grafana's HMAC (whether configured, never the secret) and the SNS topics."""
+    if tenant.has_grafana_signing:
+        grafana = f"configured, header {tenant.grafana_signature_header}"
+        if tenant.grafana_timestamp_header:
+            grafana += f", timestamp header {tenant.grafana_timestamp_header}"
+    else:
+        grafana = "not configured"
+    return [
+        f"  Grafana HMAC: {grafana}",
+        f"  SNS topics: {', '.join(tenant.sns_topics) or 'none'}",
+    ]
+
+
 def settings_summary(settings: CorrelationSettings) -> str:
     """The fields that differ from the defaults, as name=value."""
     current, defaults = settings.to_dict(), CorrelationSettings().to_dict()
@@ -79,6 +99,7 @@ def show_lines(
         options_line(tenant),
         f"  API keys: {', '.join(tenant.key_prefixes) or 'none active'}",
         f"  HMAC secrets valid: {tenant.secret_count}{_expiries(tenant)}",
+        *source_auth_lines(tenant),
         f"Settings in force: version {current.version}, since {iso(current.effective_at)}",
     ]
     lines += [

@@ -24,6 +24,7 @@ from warehouse.registry import (
     TenantNotFound,
     validate_tenant_id,
 )
+from warehouse.registry_store import MIGRATIONS
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -350,7 +351,7 @@ def test_invalid_settings_store_nothing(
 def test_file_is_wal_and_migrated(registry: Registry, settings: PlatformSettings) -> None:
     with closing(sqlite3.connect(settings.registry_path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
     assert stat.S_IMODE(settings.registry_path.stat().st_mode) == 0o600
     registry.create_tenant("acme", "Acme")
     with Registry.open(settings) as again:  # reopening migrates nothing and keeps data
@@ -432,3 +433,234 @@ def test_concurrent_writers(registry: Registry, settings: PlatformSettings) -> N
     assert errors == []
     assert len(registry.list_tenants()) == 25
     assert len(registry.auth_snapshot().tenant_for_key_hash) == 25
+
+
+def test_version_1_file_is_migrated_with_its_data(settings: PlatformSettings) -> None:
+    # A registry written before Grafana signing and SNS topics existed (user_version 1).
+    settings.registry_path.parent.mkdir(parents=True)
+    with closing(sqlite3.connect(settings.registry_path)) as conn:
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO tenants (id, name, created_at) VALUES ('old', 'Old', ?)",
+                     ("2026-01-01T00:00:00.000000Z",))
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    with Registry.open(settings) as registry:
+        tenant = registry.add_sns_topic("old", "arn:aws:sns:us-east-1:123456789012:alarms")
+        assert tenant.sns_topics == ("arn:aws:sns:us-east-1:123456789012:alarms",)
+    with closing(sqlite3.connect(settings.registry_path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+# -- Grafana signing -------------------------------------------------------------------------
+
+GRAFANA_SECRET = "grafana-s3cret-Xq7pV2mZ"
+
+
+def test_grafana_signing_is_sealed_and_in_the_snapshot(
+    registry: Registry, settings: PlatformSettings
+) -> None:
+    registry.create_tenant("acme", "Acme")
+    registry.create_tenant("beta", "Beta")
+    tenant = registry.set_grafana_signing(
+        "acme", GRAFANA_SECRET, "X-Grafana-Alert-Signature", "X-Grafana-Alert-Timestamp"
+    )
+    assert tenant.has_grafana_signing
+    assert tenant.grafana_signature_header == "X-Grafana-Alert-Signature"
+    assert tenant.grafana_timestamp_header == "X-Grafana-Alert-Timestamp"
+    assert GRAFANA_SECRET not in repr(tenant)
+    snapshot = registry.auth_snapshot()
+    signing = snapshot.grafana_signing["acme"]
+    assert signing.secret == GRAFANA_SECRET.encode()
+    assert (signing.header, signing.timestamp_header) == (
+        "X-Grafana-Alert-Signature", "X-Grafana-Alert-Timestamp"
+    )
+    assert "beta" not in snapshot.grafana_signing
+    assert GRAFANA_SECRET not in repr(snapshot) and GRAFANA_SECRET not in repr(signing)
+    assert GRAFANA_SECRET.encode() not in _registry_bytes(settings)
+    registry.close()
+    assert GRAFANA_SECRET.encode() not in _registry_bytes(settings)  # after checkpoint too
+
+
+def test_grafana_signing_defaults_replacement_and_removal(registry: Registry) -> None:
+    registry.create_tenant("acme", "Acme")
+    assert not registry.get_tenant("acme").has_grafana_signing
+    registry.set_grafana_signing("acme", "first")
+    signing = registry.auth_snapshot().grafana_signing["acme"]
+    assert (signing.secret, signing.header, signing.timestamp_header) == (
+        b"first", "X-Grafana-Alert-Signature", None
+    )
+    registry.set_grafana_signing("acme", "second", "X-Sig")
+    assert registry.auth_snapshot().grafana_signing["acme"].secret == b"second"
+    tenant = registry.set_grafana_signing("acme", None)
+    assert not tenant.has_grafana_signing and tenant.grafana_signature_header is None
+    assert "acme" not in registry.auth_snapshot().grafana_signing
+    registry.set_grafana_signing("acme", None)  # removing what is not there is no error
+
+
+@pytest.mark.parametrize(
+    ("secret", "header", "timestamp_header", "message"),
+    [
+        ("", "X-Sig", None, "secret is empty"),
+        ("   ", "X-Sig", None, "secret is empty"),
+        ("line\nbreak", "X-Sig", None, "printable"),
+        ("x" * 4097, "X-Sig", None, "longer than 4096 bytes"),
+        ("ok", "X Sig", None, "not a valid HTTP header name"),
+        ("ok", "X-Sig:", None, "not a valid HTTP header name"),
+        ("ok", "", None, "not a valid HTTP header name"),
+        ("ok", "X-Sig", "X-Time\r\nInjected: 1", "not a valid HTTP header name"),
+        ("ok", "X-Sig", "x-sig", "must differ"),
+    ],
+)
+def test_bad_grafana_signing_is_refused_without_echo(
+    registry: Registry, secret: str, header: str, timestamp_header: str | None, message: str
+) -> None:
+    registry.create_tenant("acme", "Acme")
+    with pytest.raises(ValueError, match=message) as raised:
+        registry.set_grafana_signing("acme", secret, header, timestamp_header)
+    if secret.strip():
+        assert secret not in str(raised.value)
+    assert "acme" not in registry.auth_snapshot().grafana_signing
+
+
+def test_grafana_ciphertext_is_bound_to_tenant_and_purpose(
+    registry: Registry, settings: PlatformSettings
+) -> None:
+    registry.create_tenant("acme", "Acme")
+    registry.set_grafana_signing("acme", GRAFANA_SECRET)
+    with closing(sqlite3.connect(settings.registry_path)) as conn, conn:
+        # The tenant's own HMAC-secret ciphertext placed where the Grafana secret belongs.
+        conn.execute(
+            "UPDATE grafana_signing SET ciphertext ="
+            " (SELECT ciphertext FROM hmac_secrets WHERE tenant_id = 'acme')"
+        )
+    with pytest.raises(RegistryError, match="tenant 'acme': cannot decrypt"):
+        registry.auth_snapshot()
+
+
+# -- SNS topics ------------------------------------------------------------------------------
+
+ACCOUNT = "arn:aws:sns:us-east-1:123456789012:"
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        ACCOUNT + "alarms",
+        ACCOUNT + "*",
+        ACCOUNT + "My_Topic-2",
+        ACCOUNT + "orders.fifo",
+        "arn:aws:sns:eu-central-2:000000000000:x",
+        "arn:aws:sns:us-gov-west-1:123456789012:x",  # region shape only; partition is aws
+        "arn:aws-cn:sns:cn-north-1:123456789012:alarms",
+        "arn:aws-cn:sns:cn-northwest-1:123456789012:*",
+    ],
+)
+def test_valid_sns_topics(registry: Registry, arn: str) -> None:
+    registry.create_tenant("acme", "Acme")
+    assert registry.add_sns_topic("acme", arn).sns_topics == (arn,)
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:sns:us-east-1:12345678901:alarms",  # 11-digit account
+        "arn:aws:sns:us-east-1:1234567890123:alarms",  # 13-digit account
+        "arn:aws:sqs:us-east-1:123456789012:alarms",  # not SNS
+        "arn:aws:sns:us-east-1:123456789012:",  # no topic
+        "arn:aws:sns:us-east-1:123456789012:al*",  # a wildcard is the whole topic or nothing
+        "arn:aws:sns:us-east-1:123456789012:a:b",
+        "arn:aws:sns:us-east-1:*:alarms",  # every account: never
+        "arn:aws:sns:*:123456789012:alarms",
+        "arn:aws:sns::123456789012:alarms",
+        "arn:aws:sns:cn-north-1:123456789012:alarms",  # China needs the aws-cn partition
+        "arn:aws-cn:sns:us-east-1:123456789012:alarms",  # and aws-cn needs a China region
+        "arn:aws-us-gov:sns:us-gov-west-1:123456789012:x",
+        "arn:aws:sns:us-east-1:123456789012:alarms\n",
+        " arn:aws:sns:us-east-1:123456789012:alarms",
+        "arn:aws:sns:us-east-1:123456789012:" + "a" * 257,
+        "",
+    ],
+)
+def test_invalid_sns_topics_are_refused(registry: Registry, arn: str) -> None:
+    registry.create_tenant("acme", "Acme")
+    with pytest.raises(ValueError, match="invalid SNS topic ARN"):
+        registry.add_sns_topic("acme", arn)
+    assert registry.get_tenant("acme").sns_topics == ()
+
+
+def test_sns_topics_resolve_exact_first_then_account_pattern(registry: Registry) -> None:
+    for tenant_id in ("acme", "beta"):
+        registry.create_tenant(tenant_id, tenant_id.title())
+    registry.add_sns_topic("acme", ACCOUNT + "*")
+    registry.add_sns_topic("acme", ACCOUNT + "special")  # own pattern and own exact: fine
+    registry.add_sns_topic("beta", "arn:aws:sns:eu-west-1:123456789012:alarms")
+    registry.add_sns_topic("beta", "arn:aws:sns:us-east-1:999999999999:*")
+    snapshot = registry.auth_snapshot()
+    assert dict(snapshot.sns_topics) == {
+        ACCOUNT + "*": "acme",
+        ACCOUNT + "special": "acme",
+        "arn:aws:sns:eu-west-1:123456789012:alarms": "beta",
+        "arn:aws:sns:us-east-1:999999999999:*": "beta",
+    }
+    assert snapshot.tenant_for_topic(ACCOUNT + "special") == "acme"
+    assert snapshot.tenant_for_topic(ACCOUNT + "anything") == "acme"  # the pattern
+    assert snapshot.tenant_for_topic("arn:aws:sns:eu-west-1:123456789012:alarms") == "beta"
+    assert snapshot.tenant_for_topic("arn:aws:sns:eu-west-1:123456789012:other") is None
+    assert snapshot.tenant_for_topic("arn:aws:sns:us-east-1:999999999999:x") == "beta"
+    assert snapshot.tenant_for_topic(ACCOUNT + "*") is None  # never a message's TopicArn
+    assert registry.get_tenant("acme").sns_topics == (ACCOUNT + "*", ACCOUNT + "special")
+
+
+def test_a_topic_belongs_to_one_tenant_only(registry: Registry) -> None:
+    for tenant_id in ("acme", "beta"):
+        registry.create_tenant(tenant_id, tenant_id.title())
+    registry.add_sns_topic("acme", ACCOUNT + "alarms")
+    registry.add_sns_topic("acme", ACCOUNT + "alarms")  # again: no change, no error
+    assert registry.get_tenant("acme").sns_topics == (ACCOUNT + "alarms",)
+    with pytest.raises(RegistryError, match="already belongs to tenant 'acme'") as raised:
+        registry.add_sns_topic("beta", ACCOUNT + "alarms")
+    assert "awh_" not in str(raised.value) and "awk_" not in str(raised.value)
+    # Overlaps across tenants are refused both ways round.
+    with pytest.raises(RegistryError, match="would cover .*alarms.*tenant 'acme'"):
+        registry.add_sns_topic("beta", ACCOUNT + "*")
+    registry.add_sns_topic("beta", "arn:aws:sns:us-west-2:123456789012:*")
+    with pytest.raises(RegistryError, match="is covered by .*us-west-2.*tenant 'beta'"):
+        registry.add_sns_topic("acme", "arn:aws:sns:us-west-2:123456789012:alarms")
+    assert registry.get_tenant("beta").sns_topics == ("arn:aws:sns:us-west-2:123456789012:*",)
+
+
+def test_sns_topic_changes_are_all_or_nothing(registry: Registry) -> None:
+    for tenant_id in ("acme", "beta"):
+        registry.create_tenant(tenant_id, tenant_id.title())
+    registry.add_sns_topic("beta", ACCOUNT + "taken")
+    with pytest.raises(RegistryError, match="already belongs"):
+        registry.change_sns_topics("acme", add=[ACCOUNT + "mine", ACCOUNT + "taken"])
+    assert registry.get_tenant("acme").sns_topics == ()
+    # Remove before add: swapping a pattern for an exact topic works in one call.
+    registry.add_sns_topic("acme", "arn:aws:sns:eu-west-1:123456789012:*")
+    tenant = registry.change_sns_topics(
+        "acme",
+        add=["arn:aws:sns:eu-west-1:123456789012:one"],
+        remove=["arn:aws:sns:eu-west-1:123456789012:*"],
+    )
+    assert tenant.sns_topics == ("arn:aws:sns:eu-west-1:123456789012:one",)
+
+
+def test_remove_sns_topic(registry: Registry) -> None:
+    for tenant_id in ("acme", "beta"):
+        registry.create_tenant(tenant_id, tenant_id.title())
+    registry.add_sns_topic("acme", ACCOUNT + "alarms")
+    with pytest.raises(RegistryError, match="tenant 'beta' has no SNS topic"):
+        registry.remove_sns_topic("beta", ACCOUNT + "alarms")  # another tenant's: out of reach
+    assert registry.remove_sns_topic("acme", ACCOUNT + "alarms").sns_topics == ()
+    assert registry.auth_snapshot().sns_topics == {}
+    registry.add_sns_topic("beta", ACCOUNT + "alarms")  # free again
+    assert registry.auth_snapshot().tenant_for_topic(ACCOUNT + "alarms") == "beta"
+
+
+def test_sns_topics_of_an_unknown_tenant(registry: Registry) -> None:
+    with pytest.raises(TenantNotFound):
+        registry.add_sns_topic("ghost", ACCOUNT + "x")
+    with pytest.raises(TenantNotFound):
+        registry.set_grafana_signing("ghost", "s")

@@ -34,6 +34,9 @@ def run_json(*args: str) -> object:
     return json.loads(result.stdout)
 
 
+TOPIC = "arn:aws:sns:us-east-1:123456789012:alarms"
+
+
 def create(tenant_id: str = "acme") -> dict[str, str]:
     document = run_json("create", tenant_id, "--name", "Acme Corp")
     assert isinstance(document, dict)
@@ -160,6 +163,11 @@ def test_rotate_new_key_and_revoke() -> None:
         (["revoke-key", "acme"], "exactly one of --key-prefix or --all"),
         (["revoke-key", "acme", "--all", "--key-prefix", "awk_x"], "exactly one of"),
         (["revoke-key", "acme", "--key-prefix", "awk_nothere0"], "no active key with prefix"),
+        (["set", "acme", "--sns-topic", "arn:aws:sns:us-east-1:1:x"], "invalid SNS topic ARN"),
+        (["set", "acme", "--remove-sns-topic", TOPIC], "tenant 'acme' has no SNS topic"),
+        (["set", "acme", "--grafana-signature-header", "X-Sig"], "need --grafana-hmac-secret"),
+        (["set", "acme", "--no-grafana-hmac", "--grafana-hmac-secret-file", "x"], "not both"),
+        (["set", "acme", "--grafana-hmac-secret-file", "/nonexistent/s"], "cannot read"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(args: list[str], message: str) -> None:
@@ -179,3 +187,83 @@ def test_a_failed_set_changes_nothing() -> None:
     shown = run_json("show", "acme")
     assert isinstance(shown, dict)
     assert shown["settings_history"] == [] and shown["rate_limit_per_second"] == 10_000.0
+
+
+def test_grafana_hmac_is_stored_shown_as_configured_and_removed(data_dir: Path) -> None:
+    create()
+    secret_file = data_dir / "grafana.secret"
+    secret_file.write_text("gr4fana-Secret-value\n")
+    document = run_json(
+        "set", "acme", "--grafana-hmac-secret-file", str(secret_file),
+        "--grafana-signature-header", "X-Grafana-Alert-Signature",
+        "--grafana-timestamp-header", "X-Grafana-Alert-Timestamp",
+    )  # fmt: skip
+    assert isinstance(document, dict)
+    assert document["tenant"]["grafana_hmac"] == {
+        "configured": True,
+        "signature_header": "X-Grafana-Alert-Signature",
+        "timestamp_header": "X-Grafana-Alert-Timestamp",
+    }
+    assert document["settings_version"] is None
+    with Registry.open(platform_settings()) as registry:
+        signing = registry.auth_snapshot().grafana_signing["acme"]
+    assert signing.secret == b"gr4fana-Secret-value"  # the trailing newline is not part of it
+    shown = run("show", "acme")
+    assert "Grafana HMAC: configured, header X-Grafana-Alert-Signature" in shown.stdout
+    for output in (shown.output, run("show", "acme", "--json").output, run("list").output):
+        assert "gr4fana-Secret-value" not in output
+
+    removed = run_json("set", "acme", "--no-grafana-hmac")
+    assert isinstance(removed, dict)
+    assert removed["tenant"]["grafana_hmac"]["configured"] is False
+    assert "Grafana HMAC: not configured" in run("show", "acme").stdout
+
+
+def test_bad_grafana_secret_file_is_not_echoed(data_dir: Path) -> None:
+    create()
+    secret_file = data_dir / "bad.secret"
+    secret_file.write_text("has\tcontrol chars\n")
+    result = run("set", "acme", "--grafana-hmac-secret-file", str(secret_file))
+    assert result.exit_code == 2 and "printable" in result.stderr
+    assert "control chars" not in result.output
+
+
+def test_sns_topics_added_listed_and_removed() -> None:
+    create()
+    create("beta")
+    pattern = "arn:aws:sns:eu-west-1:123456789012:*"
+    document = run_json("set", "acme", "--sns-topic", TOPIC, "--sns-topic", pattern)
+    assert isinstance(document, dict)
+    assert document["tenant"]["sns_topics"] == [pattern, TOPIC]
+    assert f"SNS topics: {pattern}, {TOPIC}" in run("show", "acme").stdout
+    with Registry.open(platform_settings()) as registry:
+        assert registry.auth_snapshot().tenant_for_topic(TOPIC) == "acme"
+
+    taken = run("set", "beta", "--sns-topic", TOPIC)
+    assert taken.exit_code == 2
+    assert "already belongs to tenant 'acme'" in taken.stderr
+    covered = run("set", "beta", "--sns-topic", "arn:aws:sns:eu-west-1:123456789012:x")
+    assert covered.exit_code == 2 and "is covered by" in covered.stderr
+
+    after = run_json("set", "acme", "--remove-sns-topic", pattern)
+    assert isinstance(after, dict) and after["tenant"]["sns_topics"] == [TOPIC]
+
+
+def test_a_failed_source_auth_change_stores_nothing() -> None:
+    create()
+    create("beta")
+    run_json("set", "beta", "--sns-topic", TOPIC)
+    # The settings are valid, the topic is taken: neither is stored.
+    result = run(
+        "set", "acme", "--window", "10m", "--sns-topic",
+        "arn:aws:sns:us-east-1:123456789012:free", "--sns-topic", TOPIC,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    shown = run_json("show", "acme")
+    assert isinstance(shown, dict)
+    assert shown["sns_topics"] == [] and shown["settings_history"] == []
+    # Bad settings: the topic is not stored either.
+    result = run("set", "acme", "--window", "30s", "--sns-topic", TOPIC.replace("alarms", "b"))
+    assert result.exit_code == 2
+    shown = run_json("show", "acme")
+    assert isinstance(shown, dict) and shown["sns_topics"] == []

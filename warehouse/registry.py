@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -21,12 +21,16 @@ from warehouse.correlation_settings import CorrelationSettings, format_duration
 from warehouse.registry_records import (
     TENANT_ID_PATTERN,
     AuthSnapshot,
+    GrafanaSigning,
     IssuedCredentials,
     SettingsVersion,
     Tenant,
     TenantOptions,
     check_options,
     hash_api_key,
+    sns_account_pattern,
+    validate_header_name,
+    validate_sns_topic,
     validate_tenant_id,
 )
 from warehouse.secret_box import SecretBox, SecretBoxError, load_secret_box
@@ -34,6 +38,7 @@ from warehouse.secret_box import SecretBox, SecretBoxError, load_secret_box
 __all__ = [
     "TENANT_ID_PATTERN",
     "AuthSnapshot",
+    "GrafanaSigning",
     "IssuedCredentials",
     "Registry",
     "RegistryError",
@@ -42,8 +47,10 @@ __all__ = [
     "Tenant",
     "TenantNotFound",
     "TenantOptions",
+    "check_grafana_signing",
     "check_options",
     "hash_api_key",
+    "validate_sns_topic",
     "validate_tenant_id",
 ]
 
@@ -53,6 +60,8 @@ KEY_PREFIX_CHARS = 12
 DEFAULT_GRACE = timedelta(hours=24)
 MAX_GRACE = timedelta(days=30)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+GRAFANA_SIGNATURE_HEADER = "X-Grafana-Alert-Signature"  # Grafana's own default
+MAX_GRAFANA_SECRET_BYTES = 4096
 
 
 class RegistryError(Exception):
@@ -191,6 +200,70 @@ class Registry:
             store.expire_secrets(conn, tenant_id, at, at + grace)
             return _issue_secret(conn, box, tenant_id, at)
 
+    def set_grafana_signing(
+        self,
+        tenant_id: str,
+        secret: str | None,
+        header: str = GRAFANA_SIGNATURE_HEADER,
+        timestamp_header: str | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> Tenant:
+        """Configure the secret Grafana signs this tenant's webhooks with (stored sealed),
+        replacing any earlier one; `secret=None` removes it. Returns the updated tenant."""
+        validate_tenant_id(tenant_id)
+        if secret is None:
+            with self._write() as conn:
+                self._require_tenant(conn, tenant_id)
+                store.delete_grafana_signing(conn, tenant_id)
+            return self.get_tenant(tenant_id)
+        plain, headers = check_grafana_signing(secret, header, timestamp_header)
+        at, box = _now(now), self._secret_box()
+        with self._write() as conn:
+            self._require_tenant(conn, tenant_id)
+            sealed = box.seal(plain, _grafana_associated(tenant_id))
+            store.upsert_grafana_signing(conn, tenant_id, sealed, headers, at)
+        return self.get_tenant(tenant_id)
+
+    def add_sns_topic(self, tenant_id: str, arn: str, *, now: datetime | None = None) -> Tenant:
+        """Allow SNS messages of this TopicArn (or `…:<account>:*` pattern) for the tenant."""
+        return self.change_sns_topics(tenant_id, add=(arn,), now=now)
+
+    def remove_sns_topic(self, tenant_id: str, arn: str) -> Tenant:
+        """Stop accepting this TopicArn (or pattern) for the tenant; RegistryError if absent."""
+        return self.change_sns_topics(tenant_id, remove=(arn,))
+
+    def change_sns_topics(
+        self,
+        tenant_id: str,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        *,
+        now: datetime | None = None,
+    ) -> Tenant:
+        """Remove, then add SNS topics in one transaction: all of it happens or none.
+
+        A topic belongs to one tenant only, so an SNS message's verified TopicArn names its
+        tenant. An exact topic and another tenant's account-wide pattern covering it would
+        make that ambiguous, so such overlaps are refused as well. Adding a topic the tenant
+        already has changes nothing.
+        """
+        validate_tenant_id(tenant_id)
+        if isinstance(add, str) or isinstance(remove, str):
+            raise TypeError("add and remove take collections of ARNs, not one string")
+        adding = [validate_sns_topic(arn) for arn in add]
+        removing = [validate_sns_topic(arn) for arn in remove]
+        at = _now(now)
+        with self._write() as conn:
+            self._require_tenant(conn, tenant_id)
+            for arn in removing:
+                if not store.delete_sns_topic(conn, tenant_id, arn):
+                    raise RegistryError(f"tenant {tenant_id!r} has no SNS topic {arn!r}")
+            for arn in adding:
+                if _claim_sns_topic(conn, tenant_id, arn):
+                    store.insert_sns_topic(conn, tenant_id, arn, at)
+        return self.get_tenant(tenant_id)
+
     def set_settings(
         self,
         tenant_id: str,
@@ -252,6 +325,16 @@ class Registry:
         version = self.data_version()  # read first: a later commit makes the next poll differ
         with self._read() as conn:
             keys, options, sealed = store.auth_rows(conn, at)
+            grafana_rows = store.grafana_rows(conn)
+            sns_topics = store.all_sns_topics(conn)
+        grafana = {
+            tenant_id: GrafanaSigning(
+                _open_secret(box, ciphertext, tenant_id, _grafana_associated(tenant_id)),
+                header,
+                timestamp_header,
+            )
+            for tenant_id, ciphertext, header, timestamp_header in grafana_rows
+        }
         secrets_by_tenant: dict[str, list[bytes]] = {tenant_id: [] for tenant_id in options}
         for tenant_id, ciphertext, _expires in sealed:
             secrets_by_tenant[tenant_id].append(_open_secret(box, ciphertext, tenant_id))
@@ -263,6 +346,8 @@ class Registry:
             data_version=version,
             taken_at=at,
             valid_until=min(expiries, default=None),
+            grafana_signing=grafana,
+            sns_topics=sns_topics,
         )
 
     def _require_tenant(self, conn: sqlite3.Connection, tenant_id: str) -> None:
@@ -357,8 +442,64 @@ def _issue_secret(conn: sqlite3.Connection, box: SecretBox, tenant_id: str, now:
     return hmac_secret
 
 
-def _open_secret(box: SecretBox, ciphertext: bytes, tenant_id: str) -> bytes:
+def _open_secret(
+    box: SecretBox, ciphertext: bytes, tenant_id: str, associated: bytes | None = None
+) -> bytes:
     try:
-        return box.open(ciphertext, tenant_id.encode())
+        return box.open(ciphertext, tenant_id.encode() if associated is None else associated)
     except SecretBoxError as exc:
         raise RegistryError(f"tenant {tenant_id!r}: {exc}") from None
+
+
+def _grafana_associated(tenant_id: str) -> bytes:
+    # Bound to the tenant and to its purpose: an HMAC-secret ciphertext (associated data: the
+    # bare tenant id, which never holds a NUL) copied into this table does not decrypt.
+    return b"grafana-signing\0" + tenant_id.encode()
+
+
+def check_grafana_signing(
+    secret: str, header: str, timestamp_header: str | None
+) -> tuple[bytes, tuple[str, str | None]]:
+    """(secret bytes, (header, timestamp header)), or ValueError saying what is wrong."""
+    validate_header_name(header, "Grafana signature header")
+    if timestamp_header is not None:
+        validate_header_name(timestamp_header, "Grafana timestamp header")
+        if timestamp_header.lower() == header.lower():
+            raise ValueError("the Grafana signature and timestamp headers must differ")
+    return _check_grafana_secret(secret), (header, timestamp_header)
+
+
+def _check_grafana_secret(secret: str) -> bytes:
+    # Never echo the secret: these messages describe it only by its shape.
+    if not isinstance(secret, str) or not secret.strip():
+        raise ValueError("the Grafana HMAC secret is empty")
+    if not secret.isprintable():
+        raise ValueError("the Grafana HMAC secret must be printable text (no control characters)")
+    plain = secret.encode("utf-8")
+    if len(plain) > MAX_GRAFANA_SECRET_BYTES:
+        raise ValueError(f"the Grafana HMAC secret is longer than {MAX_GRAFANA_SECRET_BYTES} bytes")
+    return plain
+
+
+def _claim_sns_topic(conn: sqlite3.Connection, tenant_id: str, arn: str) -> bool:
+    """True when `arn` is free for this tenant; False when it already has it; RegistryError
+    when it, or a pattern covering it, or an exact topic it would cover, is another's."""
+    pattern = sns_account_pattern(arn)
+    owners = store.sns_topic_owners(conn, (arn, pattern))
+    owner = owners.get(arn)
+    if owner == tenant_id:
+        return False
+    if owner is not None:
+        raise RegistryError(f"SNS topic {arn!r} already belongs to tenant {owner!r}")
+    covering = owners.get(pattern)
+    if covering is not None and covering != tenant_id:
+        raise RegistryError(
+            f"SNS topic {arn!r} is covered by {pattern!r}, which belongs to tenant {covering!r}"
+        )
+    if arn == pattern:
+        for topic, other in sorted(store.sns_topics_under(conn, pattern).items()):
+            if other != tenant_id:
+                raise RegistryError(
+                    f"SNS pattern {arn!r} would cover {topic!r}, which belongs to tenant {other!r}"
+                )
+    return True

@@ -18,6 +18,14 @@ from warehouse.correlation_settings import CorrelationSettings
 
 TENANT_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 _LIMIT_MAX = 1_000_000_000
+# RFC 9110 `token`: what an HTTP field name may be made of.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+# An SNS topic ARN, or `*` for every topic of that account in that region. China regions
+# (`cn-…`) live in the `aws-cn` partition, every other commercial region in `aws`.
+_SNS_TOPIC_ARN = re.compile(
+    r"^arn:(?P<partition>aws|aws-cn):sns:(?P<region>[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2})"
+    r":(?P<account>[0-9]{12}):(?P<topic>\*|[A-Za-z0-9_-]{1,256}(?:\.fifo)?)$"
+)
 
 
 def validate_tenant_id(tenant_id: str) -> str:
@@ -28,6 +36,35 @@ def validate_tenant_id(tenant_id: str) -> str:
             "'-' and '_', starting and ending with a letter or digit"
         )
     return tenant_id
+
+
+def validate_header_name(name: str, what: str) -> str:
+    """Return `name` if it is a valid HTTP header name (RFC 9110 token), else raise ValueError."""
+    if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+        raise ValueError(
+            f"{what} {repr(name)[:80]} is not a valid HTTP header name (1-100 characters: "
+            "letters, digits and !#$%&'*+-.^_`|~)"
+        )
+    return name
+
+
+def validate_sns_topic(arn: str) -> str:
+    """Return `arn` if it is `arn:aws:sns:<region>:<12-digit account>:<topic or *>` (or the
+    `aws-cn` partition with a `cn-` region), else raise ValueError."""
+    found = _SNS_TOPIC_ARN.fullmatch(arn) if isinstance(arn, str) else None
+    china = found is not None and found["region"].startswith("cn-")
+    if found is None or china != (found["partition"] == "aws-cn"):
+        raise ValueError(
+            f"invalid SNS topic ARN {repr(arn)[:120]}: expected "
+            "arn:aws:sns:<region>:<12-digit account>:<topic name or *> "
+            "(arn:aws-cn:sns:cn-…:… in China)"
+        )
+    return arn
+
+
+def sns_account_pattern(arn: str) -> str:
+    """The `…:<account>:*` pattern covering a topic ARN (the ARN itself when it is one)."""
+    return arn.rpartition(":")[0] + ":*"
 
 
 def check_options(rate_limit_per_second: float | None, rate_limit_burst: int | None) -> None:
@@ -77,6 +114,15 @@ class Tenant:
     key_prefixes: tuple[str, ...]  # first 12 characters of each active API key
     secret_count: int  # HMAC secrets valid now (two during a rotation's grace period)
     secrets_expire_at: tuple[datetime | None, ...]  # newest first; None = no expiry
+    # Grafana's own webhook HMAC: the header names when a secret is configured (never the
+    # secret itself), else None.
+    grafana_signature_header: str | None = None
+    grafana_timestamp_header: str | None = None
+    sns_topics: tuple[str, ...] = ()  # TopicArns (or account-wide `…:*` patterns), sorted
+
+    @property
+    def has_grafana_signing(self) -> bool:
+        return self.grafana_signature_header is not None
 
     @property
     def options(self) -> TenantOptions:
@@ -107,11 +153,14 @@ class SettingsVersion:
 
 @dataclass(frozen=True)
 class GrafanaSigning:
-    """How a tenant's Grafana signs its webhooks: HMAC-SHA256 hex of the body (or of
-    `<timestamp>:<body>` when Grafana sends a timestamp header) in `header`."""
+    """How a tenant's Grafana signs its webhooks (grafana/alerting `http/hmac.go`): the hex
+    HMAC-SHA256, keyed with the secret, of the raw body, or of `<unix seconds>:<body>` when a
+    timestamp header is configured (the same decimal seconds go in `timestamp_header`), sent
+    in `header`. The default is Grafana's own (`X-Grafana-Alert-Signature`); many guides name
+    `X-Grafana-Alerting-Signature`, so the header is configurable per tenant."""
 
     secret: bytes = field(repr=False)
-    header: str = "X-Grafana-Alerting-Signature"
+    header: str = "X-Grafana-Alert-Signature"
     timestamp_header: str | None = None
 
 
@@ -146,6 +195,8 @@ class AuthSnapshot:
         data_version: int,
         taken_at: datetime,
         valid_until: datetime | None,
+        grafana_signing: Mapping[str, GrafanaSigning] | None = None,
+        sns_topics: Mapping[str, str] | None = None,
     ) -> AuthSnapshot:
         """Freeze copies of the given mappings."""
         return cls(
@@ -155,8 +206,18 @@ class AuthSnapshot:
             data_version,
             taken_at,
             valid_until,
+            MappingProxyType(dict(grafana_signing or {})),
+            MappingProxyType(dict(sns_topics or {})),
         )
 
     def tenant_for_key(self, api_key: str) -> str | None:
         """The tenant of an active API key, or None."""
         return self.tenant_for_key_hash.get(hash_api_key(api_key))
+
+    def tenant_for_topic(self, topic_arn: str) -> str | None:
+        """The tenant owning an SNS TopicArn: an exact entry first, then its account-wide
+        `arn:…:sns:<region>:<account>:*` pattern; None when no tenant allows the topic."""
+        if topic_arn.endswith(":*"):  # a pattern is never the TopicArn of a real message
+            return None
+        exact = self.sns_topics.get(topic_arn)
+        return exact if exact is not None else self.sns_topics.get(sns_account_pattern(topic_arn))

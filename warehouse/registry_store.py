@@ -58,6 +58,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) STRICT""",
         "CREATE INDEX settings_by_effective_time ON settings_versions (tenant_id, effective_at)",
     ),
+    (
+        # At most one Grafana signing secret per tenant, sealed like the HMAC secrets.
+        """CREATE TABLE grafana_signing (
+            tenant_id TEXT PRIMARY KEY REFERENCES tenants (id),
+            ciphertext BLOB NOT NULL,
+            header TEXT NOT NULL,
+            timestamp_header TEXT,
+            updated_at TEXT NOT NULL
+        ) STRICT""",
+        # The primary key makes "a topic belongs to one tenant only" a database fact.
+        """CREATE TABLE sns_topics (
+            arn TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL REFERENCES tenants (id),
+            created_at TEXT NOT NULL
+        ) STRICT""",
+        "CREATE INDEX sns_topics_by_tenant ON sns_topics (tenant_id)",
+    ),
 )
 
 
@@ -178,6 +195,9 @@ def load_tenant(conn: sqlite3.Connection, tenant_id: str, now: datetime) -> Tena
             (tenant_id, db_time(now)),
         )
     )
+    grafana = conn.execute(
+        "SELECT header, timestamp_header FROM grafana_signing WHERE tenant_id = ?", (tenant_id,)
+    ).fetchone()
     return Tenant(
         id=row[0],
         name=row[1],
@@ -188,6 +208,9 @@ def load_tenant(conn: sqlite3.Connection, tenant_id: str, now: datetime) -> Tena
         key_prefixes=tuple(prefix for (prefix,) in prefixes),
         secret_count=len(expiries),
         secrets_expire_at=expiries,
+        grafana_signature_header=None if grafana is None else grafana[0],
+        grafana_timestamp_header=None if grafana is None else grafana[1],
+        sns_topics=tuple(sns_topics_of(conn, tenant_id)),
     )
 
 
@@ -259,6 +282,89 @@ def auth_rows(
         )
     ]
     return keys, options, sealed
+
+
+# -- source-specific authentication: Grafana's HMAC, SNS topics ------------------------------
+
+
+def upsert_grafana_signing(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    sealed: bytes,
+    headers: tuple[str, str | None],
+    now: datetime,
+) -> None:
+    conn.execute(
+        "INSERT INTO grafana_signing (tenant_id, ciphertext, header, timestamp_header, updated_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id) DO UPDATE SET"
+        " ciphertext = excluded.ciphertext, header = excluded.header,"
+        " timestamp_header = excluded.timestamp_header, updated_at = excluded.updated_at",
+        (tenant_id, sealed, *headers, db_time(now)),
+    )
+
+
+def delete_grafana_signing(conn: sqlite3.Connection, tenant_id: str) -> bool:
+    cursor = conn.execute("DELETE FROM grafana_signing WHERE tenant_id = ?", (tenant_id,))
+    return cursor.rowcount > 0
+
+
+def grafana_rows(conn: sqlite3.Connection) -> list[tuple[str, bytes, str, str | None]]:
+    """(tenant, sealed secret, header, timestamp header) for every tenant that has one."""
+    return [
+        (tenant_id, ciphertext, header, timestamp_header)
+        for tenant_id, ciphertext, header, timestamp_header in conn.execute(
+            "SELECT tenant_id, ciphertext, header, timestamp_header FROM grafana_signing"
+        )
+    ]
+
+
+def sns_topics_of(conn: sqlite3.Connection, tenant_id: str) -> list[str]:
+    return [
+        arn
+        for (arn,) in conn.execute(
+            "SELECT arn FROM sns_topics WHERE tenant_id = ? ORDER BY arn", (tenant_id,)
+        )
+    ]
+
+
+def sns_topic_owners(conn: sqlite3.Connection, arns: tuple[str, ...]) -> dict[str, str]:
+    """{arn: tenant} for those of `arns` that are stored."""
+    owners: dict[str, str] = {}
+    for arn in arns:
+        row = conn.execute("SELECT tenant_id FROM sns_topics WHERE arn = ?", (arn,)).fetchone()
+        if row is not None:
+            owners[arn] = row[0]
+    return owners
+
+
+def sns_topics_under(conn: sqlite3.Connection, pattern: str) -> dict[str, str]:
+    """{arn: tenant} of the stored exact topics an account-wide `…:*` pattern covers."""
+    prefix = pattern[:-1]  # keeps the trailing ':'
+    # substr() rather than LIKE: ARNs may hold '_' and '%' would need escaping.
+    return dict(
+        conn.execute(
+            "SELECT arn, tenant_id FROM sns_topics WHERE substr(arn, 1, ?) = ? AND arn != ?",
+            (len(prefix), prefix, pattern),
+        )
+    )
+
+
+def insert_sns_topic(conn: sqlite3.Connection, tenant_id: str, arn: str, now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO sns_topics (arn, tenant_id, created_at) VALUES (?, ?, ?)",
+        (arn, tenant_id, db_time(now)),
+    )
+
+
+def delete_sns_topic(conn: sqlite3.Connection, tenant_id: str, arn: str) -> bool:
+    cursor = conn.execute(
+        "DELETE FROM sns_topics WHERE tenant_id = ? AND arn = ?", (tenant_id, arn)
+    )
+    return cursor.rowcount > 0
+
+
+def all_sns_topics(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT arn, tenant_id FROM sns_topics"))
 
 
 # -- correlation settings versions -----------------------------------------------------------

@@ -16,7 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from service.adapters import generic
+from service.adapters import (
+    alertmanager,
+    cloudwatch,
+    cloudwatch_sns,
+    datadog,
+    generic,
+    grafana,
+    zabbix,
+)
 from service.adapters.common import AdapterError
 from warehouse.contracts import AlertRecord
 from warehouse.registry import AuthSnapshot
@@ -44,4 +52,14 @@ class Webhook:
 
 WEBHOOKS: dict[str, Webhook] = {
     "generic": Webhook("generic", generic.normalize, "signed"),
+    "datadog": Webhook("datadog", datadog.normalize, "key", forms=True),
+    "zabbix": Webhook("zabbix", zabbix.normalize, "signed"),
+    "cloudwatch-eventbridge": Webhook("cloudwatch-eventbridge", cloudwatch.normalize, "key"),
+    "alertmanager": Webhook("alertmanager", alertmanager.normalize, "key"),
+    "grafana": Webhook("grafana", grafana.normalize, "key", verify=grafana.verify),
+    # Authenticated by `service.sns.authenticate_sns`, never by an API key alone; `normalize`
+    # reads an envelope that function has already verified.
+    "cloudwatch-sns": Webhook(
+        "cloudwatch-sns", cloudwatch_sns.normalize, "sns", media_types=cloudwatch_sns.MEDIA_TYPES
+    ),
 }

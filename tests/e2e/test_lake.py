@@ -93,7 +93,8 @@ def alert_rows(n: int, tenant: str = "acme", start: int = 0) -> pa.Table:
             "severity": "critical", "raw_severity": "critical", "status": "point",
             "occurred_at": at, "occurred_at_defaulted": False, "received_at": at,
             "message": "full", "labels": [("env", "prod"), ("i", str(i))],
-            "body_sha256": f"{i:064x}",
+            "body_sha256": f"{i:064x}", "missing_asset": False, "severity_mapped": True,
+            "has_resolve_path": False, "truncated_alerts": None,
         }
         for i in range(n)
     ]
