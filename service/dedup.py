@@ -71,6 +71,7 @@ class SeenStore:
         self._con.execute("pragma journal_mode=wal")
         self._con.execute("pragma synchronous=normal")
         self._con.execute("pragma busy_timeout=10000")
+        self._con.execute("pragma cache_size=-32768")  # KiB: 32 MiB at most, touched pages only
         self._con.execute(
             "create table if not exists seen (key blob primary key, kind integer not null,"
             " ref_id text not null, received_us integer not null) without rowid"
@@ -95,9 +96,11 @@ class SeenStore:
         rows; a body key re-used after its window, i.e. a new event, replaces the old row)."""
         with self._lock:
             self._con.execute("begin")
+            # In key order: neighbouring inserts touch the same B-tree pages (random 16-byte
+            # keys in arrival order made this 2x slower, the flusher's largest cost).
             self._con.executemany(
                 "insert or replace into seen (key, kind, ref_id, received_us) values (?,?,?,?)",
-                [(e.key, e.kind, e.ref_id, e.received_us) for e in entries],
+                sorted((e.key, e.kind, e.ref_id, e.received_us) for e in entries),
             )
             self._con.execute("commit")
 
