@@ -42,6 +42,8 @@ T0 = us(2026, 11, 26, 10, 0, 0)
         ("2026-11-26T00:30:00+01:00", us(2026, 11, 25, 23, 30, 0)),
         # Lowercase t and z are allowed by RFC 3339 §5.6.
         ("2026-11-26t10:00:00z", T0),
+        # A space for the T: RFC 3339 §5.6 NOTE lets applications use one for readability.
+        ("2026-11-26 10:00:00Z", T0),
         ("2026-11-26t11:00:00+01:00", T0),
         # Nine digits (Go's nanoseconds): truncated to the microsecond; rounding would give …457.
         ("2026-11-26T10:00:00.123456789Z", T0 + 123_456),
@@ -66,7 +68,6 @@ def test_parse_rfc3339_to_micros(text: str, expected: int) -> None:
     "text",
     [
         "2026-11-26T10:00:00",  # no offset: a local time of unknown zone
-        "2026-11-26 10:00:00Z",  # space instead of T
         "2026-02-30T10:00:00Z",  # February 30 does not exist
         "2026-02-29T10:00:00Z",  # 2026 is not a leap year
         "2026-13-01T10:00:00Z",  # month 13

@@ -39,7 +39,7 @@ MAX_LABELS = 128
 # RFC 3339 with a mandatory offset; up to 9 fractional digits (Go emits nanoseconds).
 # ASCII digits only: the validator's `\d` would also match non-ASCII digits ("２０２６").
 RFC3339_PATTERN = (
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
 

@@ -202,7 +202,7 @@ class _EventTimePass:
         self.occurrences: list[_Occurrence] = []
         self.alert_count = 0
         self._current: dict[tuple[str, str], _Occurrence] = {}  # (source, fp) -> latest
-        self._where: dict[int, _Incident] = {}  # id(occurrence) -> incident it joined last
+        self._where: dict[_Occurrence, _Incident] = {}  # the incident it joined last
         self._latest: dict[str, _Incident] = {}  # agg_key -> latest incident
         for a in sorted(admitted, key=lambda a: (a.time, a.event.ingest_seq)):  # R14
             if a.event.status == "resolved":
@@ -225,7 +225,7 @@ class _EventTimePass:
             self._row(a, "orphan_resolved", "R12")
             return
         occ.state, occ.resolved_at, occ.last_time = "resolved", a.time, a.time
-        inc = self._where[id(occ)]
+        inc = self._where[occ]
         gap = a.time - inc.last_activity
         inc.members.append(a)
         inc.last_activity = max(inc.last_activity, a.time)
@@ -281,6 +281,199 @@ class _EventTimePass:
             self.alert_count += 1
         occ.last_time = a.time
         occ.stale_after = a.settings.stale_after_for(a.event.source)
-        self._where[id(occ)] = inc
+        self._where[occ] = inc
         if all(o is not occ for o in inc.occurrences):
             inc.occurrences.append(occ)
+
+
+def _status(inc: _Incident, as_of: datetime) -> tuple[str, datetime | None]:
+    """R7/R8 as of `as_of`: open, resolved (with resolved_at) or stale."""
+    if any(o.state == "firing" and as_of <= o.last_time + o.stale_after for o in inc.occurrences):
+        return "open", None
+    if not inc.occurrences:  # points only: open while the window can still take an event
+        if as_of <= inc.last_activity + inc.first.settings.window:
+            return "open", None
+        return "resolved", inc.last_activity
+    resolves = [o.resolved_at for o in inc.occurrences if o.state == "resolved"]
+    if len(resolves) == len(inc.occurrences):
+        return "resolved", max(t for t in resolves if t is not None)
+    return "stale", None  # some member closed stale: excluded from MTTR
+
+
+def _record(inc: _Incident, as_of: datetime) -> Incident:
+    status, resolved_at = _status(inc, as_of)
+    severities = [a.event.severity for a in inc.members if a.event.status != "resolved"]
+    return Incident(
+        incident_id=inc.id,
+        tenant_id=inc.tenant_id,
+        agg_key=inc.agg_key,
+        first_seen=inc.first.time,
+        last_activity=inc.last_activity,
+        resolved_at=resolved_at,
+        status=status,
+        severity=max(severities, key=lambda s: SEVERITY_RANK.get(s, -1)),
+        event_count=len(inc.members),
+        alert_count=len(inc.occurrences) + inc.points,
+        flap_count=inc.flap_count,
+        merged_into=None,
+        linked_to=inc.linked_to.id if inc.linked_to else None,
+        visible=inc.counted >= inc.first.settings.threshold,  # R13, N of the first event
+        missing_asset=inc.missing_asset,
+        settings_version=inc.first.version,
+    )
+
+
+class ReferenceCorrelator:
+    """Feed events in arrival (ingest_seq) order, in batches of any size; read `result()`."""
+
+    def __init__(self, settings_at: SettingsAt, as_of: datetime | None = None) -> None:
+        self._settings_at = settings_at
+        self._as_of = as_of
+        self._last_seq: int | None = None
+        self._arrived: dict[str, list[Event]] = {}  # R1: everything below is per tenant
+        self._admitted: dict[str, list[_Admitted]] = {}
+        self._rows: dict[str, Membership] = {}  # decided at arrival: R2 and R9 too_late
+        self._delivery_ids: set[tuple[str, str, str]] = set()
+        self._bodies: dict[tuple[str, str], datetime] = {}  # receive time of the holder
+        self._latest_firing: dict[tuple[str, str, str], datetime] = {}
+        self._visible: dict[str, dict[str, tuple[Incident, _Admitted]]] = {}
+        self._merges: list[tuple[Incident, str]] = []  # (record, survivor's first event id)
+
+    def add(self, events: Iterable[Event]) -> None:
+        """Process events one at a time in ingest_seq order, each against the state so far."""
+        for event in sorted(events, key=lambda e: e.ingest_seq):
+            if self._last_seq is not None and event.ingest_seq <= self._last_seq:
+                raise ValueError(f"ingest_seq {event.ingest_seq} arrived after {self._last_seq}")
+            self._last_seq = event.ingest_seq
+            self._arrived.setdefault(event.tenant_id, []).append(event)
+            if self._is_duplicate(event):
+                self._rows[event.event_id] = Membership(
+                    event.event_id, event.tenant_id, "duplicate", "R2"
+                )
+                continue
+            admitted = self._admit(event)
+            if admitted is not None:
+                self._admitted.setdefault(event.tenant_id, []).append(admitted)
+                self._record_merges(event.tenant_id)
+
+    def _is_duplicate(self, e: Event) -> bool:
+        """R2, before R9: delivery id per tenant and source forever, else body hash for 24 h."""
+        if e.duplicate:
+            return True
+        if e.delivery_id is not None:
+            key = (e.tenant_id, e.source, e.delivery_id)
+            if key in self._delivery_ids:
+                return True
+            self._delivery_ids.add(key)
+            return False
+        if e.body_sha256:
+            held = self._bodies.get((e.tenant_id, e.body_sha256))
+            if held is not None and e.received_at - held <= BODY_DEDUP_WINDOW:
+                return True
+            self._bodies[(e.tenant_id, e.body_sha256)] = e.received_at  # a new holder
+        return False
+
+    def _admit(self, e: Event) -> _Admitted | None:
+        """R9 (settings at receive time), R15 (settings at event time), R11 (arrival)."""
+        _, at_receipt = self._settings_at(e.tenant_id, e.received_at)
+        t = e.occurred_at or e.received_at
+        skew = t - e.received_at > at_receipt.clock_skew
+        if skew:
+            t = e.received_at
+        if e.received_at - t > at_receipt.lateness:
+            self._rows[e.event_id] = Membership(e.event_id, e.tenant_id, "too_late", "R9", t)
+            return None
+        version, settings = self._settings_at(e.tenant_id, t)
+        alert = (e.tenant_id, e.source, e.source_fingerprint)
+        latest = self._latest_firing.get(alert)
+        stale_resolve = e.status == "resolved" and latest is not None and latest > t
+        if e.status == "firing":
+            self._latest_firing[alert] = t if latest is None else max(latest, t)
+        return _Admitted(e, t, version, settings, skew, stale_resolve)
+
+    def _clock(self, tenant: str) -> datetime:
+        if self._as_of is not None:
+            return self._as_of
+        times = [e.received_at for e in self._arrived[tenant]]
+        return max(times + [a.time for a in self._admitted.get(tenant, [])])
+
+    def _record_merges(self, tenant: str) -> None:
+        """R10: incidents visible before this arrival whose first events now share one."""
+        state = _EventTimePass(self._admitted[tenant])
+        as_of = self._clock(tenant)
+        before = self._visible.get(tenant, {})
+        for inc in state.incidents:
+            members = {a.event.event_id for a in inc.members}
+            bridged = sorted(
+                (v for v in before.values() if v[1].event.event_id in members),
+                key=lambda v: (v[1].time, v[1].event.ingest_seq),
+            )
+            for record, _ in bridged[1:]:  # the later ones record merged_into the earliest
+                self._merges.append((record, bridged[0][1].event.event_id))
+        records = [(_record(inc, as_of), inc.first) for inc in state.incidents]
+        self._visible[tenant] = {r.incident_id: (r, first) for r, first in records if r.visible}
+
+    def result(self) -> Result:
+        """Live incidents and merge records of every tenant, memberships and funnels."""
+        live: list[Incident] = []
+        merged: dict[str, Incident] = {}
+        rows = dict(self._rows)
+        funnels = {}
+        for tenant in sorted(self._arrived):
+            state = _EventTimePass(self._admitted.get(tenant, []))
+            records = [_record(inc, self._clock(tenant)) for inc in state.incidents]
+            rows.update(state.rows)
+            owner = {a.event.event_id: inc.id for inc in state.incidents for a in inc.members}
+            live_ids = {r.incident_id for r in records}
+            for record, survivor in self._merges:
+                if record.tenant_id == tenant and record.incident_id not in live_ids:
+                    merged.setdefault(
+                        record.incident_id,
+                        replace(record, merged_into=owner[survivor], visible=False),
+                    )
+            live.extend(records)
+            funnels[tenant] = self._funnel(tenant, state, records)
+        order = sorted(live, key=_order) + sorted(merged.values(), key=_order)
+        return Result(order, rows, funnels)
+
+    def _funnel(self, tenant: str, state: _EventTimePass, records: list[Incident]) -> Funnel:
+        rows = [r for r in self._rows.values() if r.tenant_id == tenant]
+        rows += list(state.rows.values())
+        admitted = self._admitted.get(tenant, [])
+
+        def count(disposition: str) -> int:
+            return sum(r.disposition == disposition for r in rows)
+
+        return Funnel(
+            events_accepted=len(self._arrived[tenant]),
+            duplicates=count("duplicate"),
+            alerts=state.alert_count,
+            incidents=sum(r.visible for r in records),
+            below_threshold=sum(r.event_count for r in records if not r.visible),
+            too_late=count("too_late"),
+            clock_skew=sum(a.skew for a in admitted),
+            orphan_resolved=count("orphan_resolved"),
+            missing_asset=sum(not _norm(a.event.asset) for a in admitted),
+            stale_resolves=count("stale_resolve"),
+        )
+
+
+def _order(inc: Incident) -> tuple[str, datetime, str]:
+    return inc.tenant_id, inc.first_seen, inc.incident_id
+
+
+def constant_settings(
+    settings: CorrelationSettings | None = None, version: str = "v1"
+) -> SettingsAt:
+    """A `settings_at` that always answers the same version (most tests)."""
+    fixed = (version, settings or CorrelationSettings())
+    return lambda tenant_id, t: fixed
+
+
+def correlate(
+    events: Iterable[Event], settings_at: SettingsAt, as_of: datetime | None = None
+) -> Result:
+    """All events at once, in ingest_seq order: the model's whole answer."""
+    correlator = ReferenceCorrelator(settings_at, as_of)
+    correlator.add(events)
+    return correlator.result()
