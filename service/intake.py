@@ -85,9 +85,8 @@ class Intake:
         ]
         lookups: list[tuple[bytes, int]] = [(req_key, REQUEST)]
         for dkey, hkey in record_keys:
-            if dkey is not None:
-                lookups.append((dkey, DELIVERY))
-            lookups.append((hkey, BODY))
+            # Only what `_first_hit` will consult: the delivery id, else the body hash.
+            lookups.append((dkey, DELIVERY) if dkey is not None else (hkey, BODY))
         hits = self.dedup.lookup(lookups, info.received_us)
 
         ids = new_ids(len(records) + 1, info.received_us)
@@ -169,8 +168,10 @@ class _Batch:
 def _first_hit(
     hits: dict[bytes, Hit], dkey: bytes | None, hkey: bytes
 ) -> tuple[Hit | None, str]:
-    if dkey is not None and dkey in hits:
-        return hits[dkey], "delivery_id"
+    # R2: an event with a delivery id is judged by it alone; the body hash (24 h) is the rule
+    # for events without one.
+    if dkey is not None:
+        return (hits[dkey], "delivery_id") if dkey in hits else (None, "")
     if hkey in hits:
         return hits[hkey], "body_hash"
     return None, ""

@@ -1,0 +1,1 @@
+"""Correlation tests: the reference model (reference.py) and its rule cases."""

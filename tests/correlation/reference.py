@@ -210,10 +210,14 @@ class _EventTimePass:
             else:
                 self._join(a)
 
-    def _row(self, a: _Admitted, disposition: str, rule: str, **extra: object) -> None:
+    def _row(
+        self, a: _Admitted, disposition: str, rule: str, inc: _Incident | None = None,
+        gap: timedelta | None = None, flap: bool = False,
+    ) -> None:
         self.rows[a.event.event_id] = Membership(
             a.event.event_id, a.event.tenant_id, disposition, rule, a.time, a.skew,
-            settings_version=a.version, window=a.settings.window, **extra,  # type: ignore[arg-type]
+            incident_id=inc.id if inc else None, agg_key=inc.agg_key if inc else None,
+            gap=gap, window=a.settings.window, settings_version=a.version, flap=flap,
         )
 
     def _resolve(self, a: _Admitted) -> None:
@@ -229,13 +233,13 @@ class _EventTimePass:
         gap = a.time - inc.last_activity
         inc.members.append(a)
         inc.last_activity = max(inc.last_activity, a.time)
-        self._row(a, "member", "R7-resolve", incident_id=inc.id, agg_key=inc.agg_key, gap=gap)
+        self._row(a, "member", "R7-resolve", inc, gap)
 
     def _join(self, a: _Admitted) -> None:
         key, missing = aggregation_key(a.event, a.settings.key)
         cur = self._latest.get(key)
         gap = a.time - cur.last_activity if cur else None
-        rule, flap = self._decide(a, cur)
+        rule, flap = self._decide(a, cur, missing)
         if rule in ("new", "R4-missing-asset", "R6-cap"):
             inc = _Incident(a.event.tenant_id, key, a, missing, cur if rule == "R6-cap" else None)
             self.incidents.append(inc)
@@ -252,10 +256,10 @@ class _EventTimePass:
             self.alert_count += 1
         else:
             self._fire(a, inc)
-        self._row(a, "member", rule, incident_id=inc.id, agg_key=key, gap=gap, flap=bool(flap))
+        self._row(a, "member", rule, inc, gap, bool(flap))
 
-    def _decide(self, a: _Admitted, cur: _Incident | None) -> tuple[str, int]:
-        missing = aggregation_key(a.event, a.settings.key)[1]
+    def _decide(self, a: _Admitted, cur: _Incident | None, missing: bool) -> tuple[str, int]:
+        """Which rule places the event: a new incident, R6, R5(a), R7 reopen or R5(b)."""
         if cur is None:
             return ("R4-missing-asset" if missing else "new"), 0
         open_member = cur.open_member_at(a.time)  # R5(a)
