@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ from fastapi.testclient import TestClient
 from service.adapters import WEBHOOKS, cloudwatch
 from service.adapters.common import AdapterError, body_hash
 from service.config import ServiceSettings
+from tests.support.inprocess import alert_rows
 from tests.support.signing import Credentials
-from warehouse.lake import open_lake
 from warehouse.timestamps import format_us, now_us, parse_rfc3339_us
 
 # SNS alarm JSON (the decoded `Message`) in fixtures/cloudwatch; EventBridge events in the
@@ -198,13 +197,6 @@ def test_wrong_eventbridge_events_raise_a_precise_error(
 # ---- the route, in process ---------------------------------------------------------------
 
 
-def alert_rows(client: TestClient, settings: ServiceSettings) -> list[dict[str, Any]]:
-    buffer = client.app.state.runtime.buffer  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 10
-    while buffer.depth_bytes:
-        assert time.monotonic() < deadline, "the flusher did not empty the buffer in time"
-        time.sleep(0.02)
-    return open_lake(settings.resolved_lake_uri).read_table("raw/alerts").to_pylist()
 
 
 def recent_event() -> bytes:

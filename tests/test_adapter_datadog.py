@@ -7,7 +7,6 @@ import base64
 import dataclasses
 import hashlib
 import json
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,8 +18,8 @@ from fastapi.testclient import TestClient
 from service.adapters import WEBHOOKS, datadog
 from service.adapters.common import AdapterError, body_hash
 from service.config import ServiceSettings
+from tests.support.inprocess import alert_rows
 from tests.support.signing import Credentials
-from warehouse.lake import open_lake
 from warehouse.timestamps import parse_rfc3339_us
 
 FIXTURES = Path(__file__).parent / "fixtures" / "datadog"
@@ -170,13 +169,6 @@ def test_structurally_wrong_payloads_raise_a_precise_error(document: Any, messag
 # ---- the route, in process ---------------------------------------------------------------
 
 
-def alert_rows(client: TestClient, settings: ServiceSettings) -> list[dict[str, Any]]:
-    buffer = client.app.state.runtime.buffer  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 10
-    while buffer.depth_bytes:
-        assert time.monotonic() < deadline, "the flusher did not empty the buffer in time"
-        time.sleep(0.02)
-    return open_lake(settings.resolved_lake_uri).read_table("raw/alerts").to_pylist()
 
 
 def test_route_is_registered_with_key_auth_and_forms() -> None:

@@ -21,8 +21,8 @@ from fastapi.testclient import TestClient
 from service.adapters import WEBHOOKS, zabbix
 from service.adapters.common import AdapterError, body_hash
 from service.config import ServiceSettings
+from tests.support.inprocess import alert_rows
 from tests.support.signing import Credentials, signed_headers
-from warehouse.lake import open_lake
 from warehouse.timestamps import now_us, parse_rfc3339_us
 
 ROOT = Path(__file__).parent.parent
@@ -195,13 +195,6 @@ def test_missing_members_raise_a_precise_error(document: Any, message: str) -> N
 # ---- the route, in process ---------------------------------------------------------------
 
 
-def alert_rows(client: TestClient, settings: ServiceSettings) -> list[dict[str, Any]]:
-    buffer = client.app.state.runtime.buffer  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 10
-    while buffer.depth_bytes:
-        assert time.monotonic() < deadline, "the flusher did not empty the buffer in time"
-        time.sleep(0.02)
-    return open_lake(settings.resolved_lake_uri).read_table("raw/alerts").to_pylist()
 
 
 def recent(document: dict[str, Any]) -> dict[str, Any]:
