@@ -8,7 +8,6 @@ here never carry secret material, except `IssuedCredentials` (shown to the opera
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -18,6 +17,21 @@ from datetime import UTC, datetime, timedelta
 from warehouse import registry_store as store
 from warehouse.config import PlatformSettings
 from warehouse.correlation_settings import CorrelationSettings, format_duration
+from warehouse.registry_credentials import (
+    DEFAULT_GRACE,
+    EPOCH,
+    GRAFANA_SIGNATURE_HEADER,
+    MAX_GRACE,
+    RegistryError,
+    RegistryUnavailable,
+    TenantNotFound,
+    check_grafana_signing,
+    claim_sns_topic,
+    grafana_associated,
+    issue_api_key,
+    issue_secret,
+    open_secret,
+)
 from warehouse.registry_records import (
     TENANT_ID_PATTERN,
     AuthSnapshot,
@@ -28,8 +42,6 @@ from warehouse.registry_records import (
     TenantOptions,
     check_options,
     hash_api_key,
-    sns_account_pattern,
-    validate_header_name,
     validate_sns_topic,
     validate_tenant_id,
 )
@@ -47,34 +59,13 @@ __all__ = [
     "Tenant",
     "TenantNotFound",
     "TenantOptions",
+    "GRAFANA_SIGNATURE_HEADER",
     "check_grafana_signing",
     "check_options",
     "hash_api_key",
     "validate_sns_topic",
     "validate_tenant_id",
 ]
-
-API_KEY_PREFIX = "awk_"
-HMAC_SECRET_PREFIX = "awh_"
-KEY_PREFIX_CHARS = 12
-DEFAULT_GRACE = timedelta(hours=24)
-MAX_GRACE = timedelta(days=30)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-GRAFANA_SIGNATURE_HEADER = "X-Grafana-Alert-Signature"  # Grafana's own default
-MAX_GRAFANA_SECRET_BYTES = 4096
-
-
-class RegistryError(Exception):
-    """A registry request that cannot be done as asked (the message says why)."""
-
-
-class TenantNotFound(RegistryError):
-    """No tenant has this id."""
-
-
-class RegistryUnavailable(RegistryError):
-    """The registry file stayed locked past the busy timeout or cannot be used; retry later."""
-
 
 class Registry:
     """The registry file; one instance may be shared by threads (one connection, one lock).
@@ -127,8 +118,8 @@ class Registry:
             if store.tenant_exists(conn, tenant_id):
                 raise RegistryError(f"tenant {tenant_id!r} already exists")
             store.insert_tenant(conn, tenant_id, name, at)
-            api_key = _issue_api_key(conn, tenant_id, at)
-            hmac_secret = _issue_secret(conn, box, tenant_id, at)
+            api_key = issue_api_key(conn, tenant_id, at)
+            hmac_secret = issue_secret(conn, box, tenant_id, at)
         return IssuedCredentials(tenant_id, api_key, hmac_secret)
 
     def list_tenants(self, *, now: datetime | None = None) -> list[Tenant]:
@@ -172,7 +163,7 @@ class Registry:
         validate_tenant_id(tenant_id)
         with self._write() as conn:
             self._require_tenant(conn, tenant_id)
-            return _issue_api_key(conn, tenant_id, _now(now))
+            return issue_api_key(conn, tenant_id, _now(now))
 
     def revoke_key(
         self, tenant_id: str, key_prefix: str | None, *, now: datetime | None = None
@@ -198,7 +189,7 @@ class Registry:
         with self._write() as conn:
             self._require_tenant(conn, tenant_id)
             store.expire_secrets(conn, tenant_id, at, at + grace)
-            return _issue_secret(conn, box, tenant_id, at)
+            return issue_secret(conn, box, tenant_id, at)
 
     def set_grafana_signing(
         self,
@@ -221,7 +212,7 @@ class Registry:
         at, box = _now(now), self._secret_box()
         with self._write() as conn:
             self._require_tenant(conn, tenant_id)
-            sealed = box.seal(plain, _grafana_associated(tenant_id))
+            sealed = box.seal(plain, grafana_associated(tenant_id))
             store.upsert_grafana_signing(conn, tenant_id, sealed, headers, at)
         return self.get_tenant(tenant_id)
 
@@ -260,7 +251,7 @@ class Registry:
                 if not store.delete_sns_topic(conn, tenant_id, arn):
                     raise RegistryError(f"tenant {tenant_id!r} has no SNS topic {arn!r}")
             for arn in adding:
-                if _claim_sns_topic(conn, tenant_id, arn):
+                if claim_sns_topic(conn, tenant_id, arn):
                     store.insert_sns_topic(conn, tenant_id, arn, at)
         return self.get_tenant(tenant_id)
 
@@ -329,7 +320,7 @@ class Registry:
             sns_topics = store.all_sns_topics(conn)
         grafana = {
             tenant_id: GrafanaSigning(
-                _open_secret(box, ciphertext, tenant_id, _grafana_associated(tenant_id)),
+                open_secret(box, ciphertext, tenant_id, grafana_associated(tenant_id)),
                 header,
                 timestamp_header,
             )
@@ -337,7 +328,7 @@ class Registry:
         }
         secrets_by_tenant: dict[str, list[bytes]] = {tenant_id: [] for tenant_id in options}
         for tenant_id, ciphertext, _expires in sealed:
-            secrets_by_tenant[tenant_id].append(_open_secret(box, ciphertext, tenant_id))
+            secrets_by_tenant[tenant_id].append(open_secret(box, ciphertext, tenant_id))
         expiries = [expires for _, _, expires in sealed if expires is not None]
         return AuthSnapshot.build(
             keys,
@@ -427,79 +418,3 @@ def _version_or_default(conn: sqlite3.Connection, tenant_id: str, t: datetime) -
     return found or SettingsVersion(tenant_id, 0, EPOCH, EPOCH, CorrelationSettings())
 
 
-def _issue_api_key(conn: sqlite3.Connection, tenant_id: str, now: datetime) -> str:
-    # Only the hash is stored (see hash_api_key for why a fast hash is right here).
-    api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-    store.insert_api_key(conn, tenant_id, hash_api_key(api_key), api_key[:KEY_PREFIX_CHARS], now)
-    return api_key
-
-
-def _issue_secret(conn: sqlite3.Connection, box: SecretBox, tenant_id: str, now: datetime) -> str:
-    # The tenant id is the associated data: a ciphertext copied into another tenant's row
-    # fails to decrypt instead of authenticating that tenant.
-    hmac_secret = HMAC_SECRET_PREFIX + secrets.token_urlsafe(32)
-    store.insert_secret(conn, tenant_id, box.seal(hmac_secret.encode(), tenant_id.encode()), now)
-    return hmac_secret
-
-
-def _open_secret(
-    box: SecretBox, ciphertext: bytes, tenant_id: str, associated: bytes | None = None
-) -> bytes:
-    try:
-        return box.open(ciphertext, tenant_id.encode() if associated is None else associated)
-    except SecretBoxError as exc:
-        raise RegistryError(f"tenant {tenant_id!r}: {exc}") from None
-
-
-def _grafana_associated(tenant_id: str) -> bytes:
-    # Bound to the tenant and to its purpose: an HMAC-secret ciphertext (associated data: the
-    # bare tenant id, which never holds a NUL) copied into this table does not decrypt.
-    return b"grafana-signing\0" + tenant_id.encode()
-
-
-def check_grafana_signing(
-    secret: str, header: str, timestamp_header: str | None
-) -> tuple[bytes, tuple[str, str | None]]:
-    """(secret bytes, (header, timestamp header)), or ValueError saying what is wrong."""
-    validate_header_name(header, "Grafana signature header")
-    if timestamp_header is not None:
-        validate_header_name(timestamp_header, "Grafana timestamp header")
-        if timestamp_header.lower() == header.lower():
-            raise ValueError("the Grafana signature and timestamp headers must differ")
-    return _check_grafana_secret(secret), (header, timestamp_header)
-
-
-def _check_grafana_secret(secret: str) -> bytes:
-    # Never echo the secret: these messages describe it only by its shape.
-    if not isinstance(secret, str) or not secret.strip():
-        raise ValueError("the Grafana HMAC secret is empty")
-    if not secret.isprintable():
-        raise ValueError("the Grafana HMAC secret must be printable text (no control characters)")
-    plain = secret.encode("utf-8")
-    if len(plain) > MAX_GRAFANA_SECRET_BYTES:
-        raise ValueError(f"the Grafana HMAC secret is longer than {MAX_GRAFANA_SECRET_BYTES} bytes")
-    return plain
-
-
-def _claim_sns_topic(conn: sqlite3.Connection, tenant_id: str, arn: str) -> bool:
-    """True when `arn` is free for this tenant; False when it already has it; RegistryError
-    when it, or a pattern covering it, or an exact topic it would cover, is another's."""
-    pattern = sns_account_pattern(arn)
-    owners = store.sns_topic_owners(conn, (arn, pattern))
-    owner = owners.get(arn)
-    if owner == tenant_id:
-        return False
-    if owner is not None:
-        raise RegistryError(f"SNS topic {arn!r} already belongs to tenant {owner!r}")
-    covering = owners.get(pattern)
-    if covering is not None and covering != tenant_id:
-        raise RegistryError(
-            f"SNS topic {arn!r} is covered by {pattern!r}, which belongs to tenant {covering!r}"
-        )
-    if arn == pattern:
-        for topic, other in sorted(store.sns_topics_under(conn, pattern).items()):
-            if other != tenant_id:
-                raise RegistryError(
-                    f"SNS pattern {arn!r} would cover {topic!r}, which belongs to tenant {other!r}"
-                )
-    return True
