@@ -1,1 +1,3 @@
-"""Correlation tests: the reference model (reference.py) and its rule cases."""
+import pytest
+
+pytest.register_assert_rewrite("tests.correlation.engine_adapter")

@@ -156,6 +156,8 @@ class _Occurrence:
 
     stale_after: timedelta
     last_time: datetime
+    key: str  # R4: the key of its first firing; its later events follow it
+    missing_asset: bool
     state: str = "firing"  # firing | resolved | stale
     resolved_at: datetime | None = None
 
@@ -237,6 +239,9 @@ class _EventTimePass:
 
     def _join(self, a: _Admitted) -> None:
         key, missing = aggregation_key(a.event, a.settings.key)
+        occ = self._current.get((a.event.source, a.event.source_fingerprint))
+        if a.event.status == "firing" and occ is not None and occ.open_at(a.time):
+            key, missing = occ.key, occ.missing_asset  # a re-send stays with its occurrence
         cur = self._latest.get(key)
         gap = a.time - cur.last_activity if cur else None
         rule, flap = self._decide(a, cur, missing)
@@ -255,7 +260,7 @@ class _EventTimePass:
             inc.points += 1  # R3: each point event is its own alert
             self.alert_count += 1
         else:
-            self._fire(a, inc)
+            self._fire(a, inc, key, missing)
         self._row(a, "member", rule, inc, gap, bool(flap))
 
     def _decide(self, a: _Admitted, cur: _Incident | None, missing: bool) -> tuple[str, int]:
@@ -273,13 +278,13 @@ class _EventTimePass:
             return "R7-reopen", 1
         return "R5b", 0
 
-    def _fire(self, a: _Admitted, inc: _Incident) -> None:
+    def _fire(self, a: _Admitted, inc: _Incident, key: str, missing: bool) -> None:
         alert = (a.event.source, a.event.source_fingerprint)
         occ = self._current.get(alert)
         if occ is None or not occ.open_at(a.time):  # R3: a new occurrence
             if occ is not None and occ.state == "firing":
                 occ.state = "stale"  # R8: closed, superseded by the new occurrence
-            occ = _Occurrence(a.settings.stale_after_for(a.event.source), a.time)
+            occ = _Occurrence(a.settings.stale_after_for(a.event.source), a.time, key, missing)
             self._current[alert] = occ
             self.occurrences.append(occ)
             self.alert_count += 1

@@ -21,6 +21,8 @@ from tests.correlation.reference import (
     constant_settings,
     correlate,
 )
+from tests.correlation.engine_adapter import check
+from warehouse.correlation.timeline import SettingsTimeline, Version, to_us
 from warehouse.correlation_settings import CorrelationSettings
 
 SEC, MIN, HOUR = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
@@ -55,7 +57,8 @@ def run(*events: Event, cfg: CorrelationSettings | None = None, **kw: object) ->
             e, event_id=eid, ingest_seq=e.ingest_seq if e.ingest_seq >= 0 else i,
             body_sha256=e.body_sha256 or hashlib.sha256(eid.encode()).hexdigest(),
         ))
-    return correlate(numbered, constant_settings(cfg), **kw)  # type: ignore[arg-type]
+    return check(numbered, SettingsTimeline.constant(cfg or CorrelationSettings(), "v1"),
+                 **kw)  # type: ignore[arg-type]
 
 
 def groups(result: Result) -> list[list[str]]:
@@ -380,12 +383,13 @@ def test_r13_threshold(events: list[Event], visible: int, below: int) -> None:
 
 def test_r15_settings_in_force_at_event_time() -> None:
     # R15: W = 15m before 11:00 (v1), 30m from 11:00 (v2); each event uses its own version
-    def settings_at(tenant_id: str, t: datetime) -> tuple[str, CorrelationSettings]:
-        return ("v1", CFG()) if t < at("11:00:00") else ("v2", CFG(window="30m"))
-
+    timeline = SettingsTimeline({"t1": [
+        Version("v1", to_us(at("00:00:00")), CFG()),
+        Version("v2", to_us(at("11:00:00")), CFG(window="30m")),
+    ]})
     evs = [ev("10:00:00"), ev("10:20:00"), ev("11:00:00"), ev("11:25:00")]
     numbered = [replace(e, event_id=f"e{i}", ingest_seq=i) for i, e in enumerate(evs, 1)]
-    r = correlate(numbered, settings_at)
+    r = check(numbered, timeline)
     assert groups(r) == [["e1"], ["e2"], ["e3", "e4"]]
     row = r.memberships["e4"]
     assert (row.rule, row.gap, row.window, row.settings_version) == ("R5b", 25 * MIN, 30 * MIN,

@@ -1,0 +1,242 @@
+"""The correlation engine: canonical events in, incidents and explanations out (SEMANTICS.md).
+
+`correlate(events, timeline)` is the whole engine as a function of the events (and their
+ingest sequence): arrival decisions (`admission`), the event-time pass (`sessions`, walking
+capped stretches with `sequential`), the R10 merge records of late arrivals (`merges`), then
+the three result tables. It reads no global state and writes nothing; `state.py` stores
+results and runs it incrementally.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from warehouse.correlation.admission import ADMITTED, DUPLICATE, TOO_LATE, Admission, admit
+from warehouse.correlation.events import POINT, SEVERITIES
+from warehouse.correlation.merges import Merge, find_merges
+from warehouse.correlation.rules import DISPOSITIONS, DISPOSITION_RULES, RULES
+from warehouse.correlation.rules import DUPLICATE as D_DUPLICATE
+from warehouse.correlation.rules import MEMBER, ORPHAN, STALE_RESOLVE
+from warehouse.correlation.rules import TOO_LATE as D_TOO_LATE
+from warehouse.correlation.sessions import NONE, STATUSES, EventTime, correlate_event_time
+from warehouse.correlation.timeline import SettingsTimeline
+
+TS = pa.timestamp("us", tz="UTC")
+INCIDENTS = pa.schema([
+    pa.field("incident_id", pa.string(), nullable=False),
+    pa.field("tenant_id", pa.string(), nullable=False),
+    pa.field("agg_key", pa.string(), nullable=False),
+    pa.field("first_seen", TS, nullable=False),
+    pa.field("last_activity", TS, nullable=False),
+    pa.field("resolved_at", TS),
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("severity", pa.string(), nullable=False),
+    pa.field("event_count", pa.int64(), nullable=False),
+    pa.field("alert_count", pa.int64(), nullable=False),
+    pa.field("flap_count", pa.int64(), nullable=False),
+    pa.field("merged_into", pa.string()),
+    pa.field("linked_to", pa.string()),
+    pa.field("visible", pa.bool_(), nullable=False),
+    pa.field("missing_asset", pa.bool_(), nullable=False),
+    pa.field("settings_version", pa.string(), nullable=False),
+    pa.field("first_event_id", pa.string(), nullable=False),
+])
+MEMBERSHIPS = pa.schema([
+    pa.field("event_id", pa.string(), nullable=False),
+    pa.field("tenant_id", pa.string(), nullable=False),
+    pa.field("ingest_seq", pa.int64(), nullable=False),
+    pa.field("disposition", pa.string(), nullable=False),
+    pa.field("rule", pa.string(), nullable=False),
+    pa.field("event_time", TS),
+    pa.field("received_at", TS, nullable=False),
+    pa.field("clock_skew", pa.bool_(), nullable=False),
+    pa.field("incident_id", pa.string()),
+    pa.field("agg_key", pa.string()),
+    pa.field("gap_us", pa.int64()),
+    pa.field("window_us", pa.int64()),
+    pa.field("settings_version", pa.string()),
+    pa.field("flap", pa.bool_(), nullable=False),
+])
+FUNNEL_FIELDS = ("events_accepted", "duplicates", "alerts", "incidents", "below_threshold",
+                 "too_late", "clock_skew", "orphan_resolved", "missing_asset",
+                 "stale_resolves")
+
+
+@dataclass
+class Correlation:
+    """The engine's answer: live incidents then merge records, explanations, funnels."""
+
+    incidents: pa.Table  # INCIDENTS
+    memberships: pa.Table  # MEMBERSHIPS, one row per input event
+    funnel: dict[str, dict[str, int]]  # tenant -> FUNNEL_FIELDS
+    slow_rows: int = 0
+    replayed_rows: int = 0
+
+
+def clocks(adm: Admission, as_of: int | None) -> np.ndarray:
+    """Each tenant's clock (R8): its latest receive or event time, or the given `as_of`."""
+    if as_of is not None:
+        return np.full(len(adm.tenants), as_of, np.int64)
+    out = np.full(len(adm.tenants), NONE, np.int64)
+    np.maximum.at(out, adm.tenant, adm.received)
+    admitted = adm.fate == ADMITTED
+    np.maximum.at(out, adm.tenant[admitted], adm.time[admitted])
+    return out
+
+
+def incident_ids(tenants: pa.Array, keys: pa.Array, first_event_ids: pa.Array) -> pa.Array:
+    """Deterministic ids: 'inc_' + 20 hex of sha256(tenant NUL agg_key NUL first event id)."""
+    table = pa.table({"t": tenants, "k": keys, "e": first_event_ids})
+    sql = "SELECT 'inc_' || left(sha256(t || chr(0) || k || chr(0) || e), 20) AS id FROM ids_in"
+    with duckdb.connect() as con:
+        con.register("ids_in", table)
+        return con.sql(sql).to_arrow_table().column("id").combine_chunks()
+
+
+def correlate(events: pa.Table, timeline: SettingsTimeline, as_of: int | None = None,
+              merges: bool = True) -> Correlation:
+    """Correlate every event of `events` (engine `EVENTS` columns) under `timeline`."""
+    adm = admit(events, timeline)
+    clock = clocks(adm, as_of)
+    et = correlate_event_time(adm, timeline, clock)
+    found = find_merges(adm, timeline, et, as_of) if merges else ([], 0)
+    return _tables(adm, timeline, et, clock, *found)
+
+
+def _ts(values: np.ndarray) -> pa.Array:
+    """Microseconds as UTC timestamps, NONE as null."""
+    return pa.array(values, pa.int64(), mask=values == NONE).cast(TS)
+
+
+def _tables(adm: Admission, timeline: SettingsTimeline, et: EventTime, clock: np.ndarray,
+            merges: list[Merge], replayed: int) -> Correlation:
+    inc = et.incidents
+    table = adm.table
+    event_ids = table.column("event_id").combine_chunks()
+    tenant_names = pa.array(adm.tenants, pa.string())
+    inc_tenant = adm.tenant[inc.first_row]
+    tenants = tenant_names.take(pa.array(inc_tenant))
+    keys = adm.keys.take(pa.array(inc.key))
+    first_ids = event_ids.take(pa.array(inc.first_row))
+    ids = incident_ids(tenants, keys, first_ids)
+    version = adm.version[inc.first_row]
+    threshold = np.array([v.settings.threshold for v in timeline.versions], np.int64)[version]
+    visible = inc.counted >= threshold  # R13, N of the incident's first event
+    labels = pa.array([v.label for v in timeline.versions], pa.string())
+    linked = ids.take(pa.array(np.where(inc.linked_to >= 0, inc.linked_to, 0))) if len(ids) \
+        else ids
+    linked = pc.if_else(pa.array(inc.linked_to >= 0), linked, pa.nulls(len(ids), pa.string()))
+    severity_names = pa.array(list(SEVERITIES) + ["unknown"], pa.string())
+    live = pa.table({
+        "incident_id": ids, "tenant_id": tenants, "agg_key": keys,
+        "first_seen": pa.array(inc.first_time, pa.int64()).cast(TS),
+        "last_activity": pa.array(inc.last, pa.int64()).cast(TS),
+        "resolved_at": _ts(inc.resolved_at),
+        "status": pa.array(STATUSES, pa.string()).take(pa.array(inc.status.astype(np.int64))),
+        "severity": severity_names.take(pa.array(np.where(inc.severity < 0, 4, inc.severity))),
+        "event_count": pa.array(inc.events, pa.int64()),
+        "alert_count": pa.array(inc.alerts, pa.int64()),
+        "flap_count": pa.array(inc.flaps, pa.int64()),
+        "merged_into": pa.nulls(len(ids), pa.string()),
+        "linked_to": linked,
+        "visible": pa.array(visible), "missing_asset": pa.array(inc.missing, pa.bool_()),
+        "settings_version": labels.take(pa.array(version)),
+        "first_event_id": first_ids,
+    }, schema=INCIDENTS)
+    # memberships
+    disposition = np.full(len(adm.seq), MEMBER, np.int64)
+    disposition[adm.fate == DUPLICATE] = D_DUPLICATE
+    disposition[adm.fate == TOO_LATE] = D_TOO_LATE
+    disposition[(adm.fate == ADMITTED) & adm.stale_resolve] = STALE_RESOLVE
+    disposition[et.orphan] = ORPHAN
+    member = disposition == MEMBER
+    rule_names = pa.array(list(RULES) + [r or "" for r in DISPOSITION_RULES], pa.string())
+    rule_code = np.where(member, et.rule, len(RULES) + disposition)
+    has_inc = et.incident >= 0
+    inc_of = pa.array(np.where(has_inc, et.incident, 0))
+    null_str = pa.nulls(len(adm.seq), pa.string())
+    decided = disposition != D_DUPLICATE
+    placed = (disposition == MEMBER) | (disposition == ORPHAN) | (disposition == STALE_RESOLVE)
+    memberships = pa.table({
+        "event_id": event_ids, "tenant_id": tenant_names.take(pa.array(adm.tenant)),
+        "ingest_seq": pa.array(adm.seq, pa.int64()),
+        "disposition": pa.array(DISPOSITIONS, pa.string()).take(pa.array(disposition)),
+        "rule": rule_names.take(pa.array(rule_code)),
+        "event_time": pc.if_else(pa.array(decided),
+                                 pa.array(adm.time, pa.int64()).cast(TS),
+                                 pa.nulls(len(adm.seq), TS)),
+        "received_at": pa.array(adm.received, pa.int64()).cast(TS),
+        "clock_skew": pa.array(adm.skew & (adm.fate == ADMITTED)),
+        "incident_id": pc.if_else(pa.array(has_inc), ids.take(inc_of) if len(ids) else null_str,
+                                  null_str),
+        "agg_key": pc.if_else(pa.array(has_inc), adm.keys.take(pa.array(et.key))
+                              if len(adm.keys) else null_str, null_str),
+        "gap_us": pa.array(et.gap, pa.int64(), mask=~member | (et.gap == NONE)),
+        "window_us": pa.array(et.window, pa.int64(), mask=~placed),
+        "settings_version": pc.if_else(pa.array(placed), labels.take(pa.array(adm.version)),
+                                       null_str),
+        "flap": pa.array(et.flap & member),
+    }, schema=MEMBERSHIPS)
+    merged = _merge_records(merges, memberships, live, adm, timeline)
+    incidents = pa.concat_tables([
+        live.take(pc.sort_indices(live, [("tenant_id", "ascending"), ("first_seen", "ascending"),
+                                         ("incident_id", "ascending")])),
+        merged,
+    ])
+    funnel = _funnels(adm, et, inc_tenant, visible)
+    return Correlation(incidents, memberships, funnel, et.slow_rows, replayed)
+
+
+def _merge_records(merges: list[Merge], memberships: pa.Table, live: pa.Table,
+                   adm: Admission, timeline: SettingsTimeline) -> pa.Table:
+    """R10 merge records whose incident is not live at the end, merged_into the final owner
+    of the survivor's first event; the first record of an id wins."""
+    if not merges:
+        return INCIDENTS.empty_table()
+    owner = dict(zip(memberships.column("event_id").to_pylist(),
+                     memberships.column("incident_id").to_pylist(), strict=True))
+    live_ids = set(live.column("incident_id").to_pylist())
+    rows: dict[str, dict[str, object]] = {}
+    for merge in merges:
+        record = merge.record
+        if record["incident_id"] in live_ids or record["incident_id"] in rows:
+            continue
+        rows[str(record["incident_id"])] = {
+            **record, "merged_into": owner[merge.survivor_event_id], "visible": False}
+    table = pa.Table.from_pylist(list(rows.values()), schema=INCIDENTS)
+    del adm, timeline
+    return table.take(pc.sort_indices(table, [("tenant_id", "ascending"),
+                                              ("first_seen", "ascending"),
+                                              ("incident_id", "ascending")]))
+
+
+def _funnels(adm: Admission, et: EventTime, inc_tenant: np.ndarray,
+             visible: np.ndarray) -> dict[str, dict[str, int]]:
+    nt = len(adm.tenants)
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(adm.tenant[mask], minlength=nt)
+
+    admitted = adm.fate == ADMITTED
+    live_points = admitted & ~adm.stale_resolve & (adm.status == POINT)
+    columns = {
+        "events_accepted": np.bincount(adm.tenant, minlength=nt),
+        "duplicates": count(adm.fate == DUPLICATE),
+        "alerts": np.bincount(adm.tenant[et.first_firing], minlength=nt) + count(live_points),
+        "incidents": np.bincount(inc_tenant[visible], minlength=nt),
+        "below_threshold": np.bincount(inc_tenant[~visible],
+                                       weights=et.incidents.events[~visible],
+                                       minlength=nt).astype(np.int64),
+        "too_late": count(adm.fate == TOO_LATE),
+        "clock_skew": count(admitted & adm.skew),
+        "orphan_resolved": count(et.orphan),
+        "missing_asset": count(admitted & adm.asset_missing),
+        "stale_resolves": count(admitted & adm.stale_resolve),
+    }
+    return {tenant: {name: int(columns[name][i]) for name in FUNNEL_FIELDS}
+            for i, tenant in enumerate(adm.tenants)}

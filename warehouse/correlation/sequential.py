@@ -1,0 +1,201 @@
+"""The event-time pass as a plain sequential walk, for the few places that need it.
+
+The vectorized pass (`sessions.py`) handles every stretch of a key where no incident reaches
+its cap M. A stretch that does, and the arrival replay that finds R10 merges, walk here in
+(event time, ingest_seq) order, exactly as SEMANTICS.md reads: R3 occurrences, R5 joins, R6
+caps, R7 resolves and reopens, R8 staleness. It starts from an empty state, so it is only ever
+started where nothing is open: at the start of a key or of a stretch.
+
+Open-member checks use a lazy max-heap per incident of (end of openness, occurrence), so a
+storm of thousands of open alerts costs a logarithm per event, not a scan.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from warehouse.correlation.events import FIRING, POINT, RESOLVED
+from warehouse.correlation.rules import CAP, MISSING_ASSET, NEW, R5A, R5B, REOPEN, RESOLVE
+
+
+@dataclass(eq=False)
+class Occ:
+    """R3: one stateful occurrence; `end` is its last event time plus T_stale."""
+
+    key: int
+    missing: bool
+    end: int
+    resolved_at: int | None = None
+    superseded: bool = False
+    incidents: list[int] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Inc:
+    key: int
+    first: int  # row of the first event
+    first_time: int
+    missing: bool
+    linked_to: int  # incident index or -1
+    last: int  # last_activity
+    rows: list[int] = field(default_factory=list)
+    occs: list[Occ] = field(default_factory=list)
+    counted: int = 0  # R13: firing and point members
+    points: int = 0
+    flaps: int = 0
+    resolved: int = 0  # member occurrences resolved so far
+    heap: list[tuple[int, int, Occ]] = field(default_factory=list)
+
+    def open_at(self, t: int) -> bool:
+        """R5(a): a member occurrence still firing and not stale at t."""
+        heap = self.heap
+        while heap:
+            end, _, occ = heap[0]
+            end = -end
+            if occ.resolved_at is None and not occ.superseded and end == occ.end and t <= end:
+                return True
+            if occ.resolved_at is None and not occ.superseded and end == occ.end:
+                return False  # the latest end of a live member has passed
+            heapq.heappop(heap)
+        return False
+
+
+@dataclass
+class Rows:
+    """Column arrays (lists) indexed by row, as the pass reads them."""
+
+    time: list[int]
+    status: list[int]
+    alert: list[int]
+    key: list[int]  # the event's own key code
+    key_missing: list[bool]
+    window: list[int]
+    cap: list[int]
+    stale_after: list[int]
+
+
+class SequentialPass:
+    """Feed rows in (event time, ingest_seq) order; read `incidents` and the per-row results."""
+
+    def __init__(self, rows: Rows) -> None:
+        self.r = rows
+        self.incidents: list[Inc] = []
+        self.occs: list[Occ] = []
+        self.latest: dict[int, int] = {}  # key -> incident index
+        self.current: dict[int, Occ] = {}  # alert -> latest occurrence
+        self.where: dict[int, int] = {}  # id(occ) -> incident it joined last
+        self.incident_of: dict[int, int] = {}  # row -> incident index
+        self.rule: dict[int, int] = {}
+        self.gap: dict[int, int | None] = {}
+        self.flap: set[int] = set()
+        self.orphans: set[int] = set()
+        self.open_occs: list[tuple[int, int, Occ]] = []  # every live occurrence, by end
+        self._tick = 0
+
+    def _live(self, occ: Occ, t: int) -> bool:
+        return occ.resolved_at is None and not occ.superseded and t <= occ.end
+
+    def anything_open(self, t: int) -> bool:
+        """Any occurrence of this pass still firing at t (a restart point needs none)."""
+        heap = self.open_occs
+        while heap:
+            end, _, occ = heap[0]
+            if occ.resolved_at is None and not occ.superseded and -end == occ.end:
+                return t <= occ.end
+            heapq.heappop(heap)
+        return False
+
+    def feed(self, i: int) -> None:
+        if self.r.status[i] == RESOLVED:
+            self._resolve(i)
+        else:
+            self._join(i)
+
+    def _push(self, heap: list[tuple[int, int, Occ]], occ: Occ) -> None:
+        self._tick += 1
+        heapq.heappush(heap, (-occ.end, self._tick, occ))
+
+    def _resolve(self, i: int) -> None:
+        r = self.r
+        t = r.time[i]
+        occ = self.current.get(r.alert[i])
+        if occ is None or not self._live(occ, t):  # R12, in event time
+            self.orphans.add(i)
+            return
+        occ.resolved_at = t
+        inc = self.incidents[self.where[id(occ)]]
+        for index in occ.incidents:
+            self.incidents[index].resolved += 1
+        self.gap[i] = t - inc.last
+        inc.last = max(inc.last, t)
+        inc.rows.append(i)
+        self.incident_of[i] = self.where[id(occ)]
+        self.rule[i] = RESOLVE
+
+    def _join(self, i: int) -> None:
+        r = self.r
+        t, status = r.time[i], r.status[i]
+        key, missing = r.key[i], r.key_missing[i]
+        occ = self.current.get(r.alert[i]) if status == FIRING else None
+        if occ is not None and self._live(occ, t):
+            key, missing = occ.key, occ.missing  # a re-send stays with its occurrence
+        index = self.latest.get(key)
+        cur = self.incidents[index] if index is not None else None
+        gap = t - cur.last if cur is not None else None
+        rule = self._decide(i, cur, missing)
+        if rule in (NEW, MISSING_ASSET, CAP):
+            linked = index if rule == CAP and index is not None else -1
+            cur = Inc(key, i, t, missing, linked, t)
+            index = len(self.incidents)
+            self.incidents.append(cur)
+            self.latest[key] = index
+        assert cur is not None and index is not None
+        if rule == REOPEN:
+            cur.flaps += 1
+            self.flap.add(i)
+        cur.rows.append(i)
+        cur.counted += 1
+        cur.last = max(cur.last, t)
+        self.incident_of[i] = index
+        self.rule[i] = rule
+        self.gap[i] = gap
+        if status == POINT:
+            cur.points += 1
+        else:
+            self._fire(i, index, key, missing)
+
+    def _decide(self, i: int, cur: Inc | None, missing: bool) -> int:
+        r = self.r
+        t = r.time[i]
+        if cur is None:
+            return MISSING_ASSET if missing else NEW
+        open_member = cur.open_at(t)
+        if not open_member and t > cur.last + r.window[i]:  # R5(b), inclusive
+            return NEW
+        if t > cur.first_time + r.cap[i]:  # R6, inclusive
+            return CAP
+        if open_member:
+            return R5A
+        if r.status[i] == FIRING and cur.occs and cur.resolved == len(cur.occs):
+            return REOPEN
+        return R5B
+
+    def _fire(self, i: int, index: int, key: int, missing: bool) -> None:
+        r = self.r
+        t = r.time[i]
+        occ = self.current.get(r.alert[i])
+        if occ is None or not self._live(occ, t):  # R3: a new occurrence
+            if occ is not None and occ.resolved_at is None:
+                occ.superseded = True  # R8: closed stale
+            occ = Occ(key, missing, t + r.stale_after[i])
+            self.current[r.alert[i]] = occ
+            self.occs.append(occ)
+        occ.end = t + r.stale_after[i]
+        self.where[id(occ)] = index
+        inc = self.incidents[index]
+        if index not in occ.incidents:
+            occ.incidents.append(index)
+            inc.occs.append(occ)
+        self._push(inc.heap, occ)
+        self._push(self.open_occs, occ)

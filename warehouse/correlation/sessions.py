@@ -1,0 +1,333 @@
+"""The event-time pass (R3-R8, R13, R14), vectorized: occurrences per alert, then incidents
+per aggregation key, on sorted arrays.
+
+1. Occurrences (R3, R8, R12). Per alert in (event time, ingest_seq) order, a firing starts a
+   new occurrence when it is the alert's first event, follows a resolve, or comes more than
+   T_stale after the previous event; a resolve is effective when the previous event is a
+   firing no more than T_stale before it, else it is an orphan. Each decision looks at one
+   neighbour only, so it is a shifted comparison, not a loop. An occurrence belongs to the key
+   of its first firing, and is open from that firing until its resolve, or until its last
+   firing plus T_stale.
+2. Incidents (R5, R7, R13). Per key in (event time, ingest_seq) order, an event opens a new
+   incident when no occurrence of the key is open at it and it comes more than W after the
+   previous event of the key; openness is a running maximum of the occurrences' ends. This
+   is exact while no incident reaches its cap: every occurrence open at an event then belongs
+   to the key's current incident. A stretch (between two openings) in which some event comes
+   more than M after the stretch's first event is walked by `sequential.SequentialPass`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from warehouse.correlation.admission import ADMITTED, Admission
+from warehouse.correlation.events import FIRING, POINT, RESOLVED
+from warehouse.correlation.rules import (
+    CAP, MISSING_ASSET, NEW, OPENS, R5A, R5B, REOPEN, RESOLVE,
+)
+from warehouse.correlation.sequential import Rows, SequentialPass
+from warehouse.correlation.timeline import SettingsTimeline
+
+NONE = np.iinfo(np.int64).min
+OPEN, RESOLVED_STATUS, STALE = 0, 1, 2
+STATUSES = ("open", "resolved", "stale")
+
+
+@dataclass
+class EventTime:
+    """Per-row results (arrays in admission order) and the incidents table (arrays)."""
+
+    incident: np.ndarray  # incident index or -1
+    rule: np.ndarray  # rules code or -1
+    gap: np.ndarray  # µs, NONE when the key had no incident before
+    flap: np.ndarray
+    orphan: np.ndarray
+    window: np.ndarray
+    # incidents
+    inc_key: np.ndarray
+    inc_first_row: np.ndarray
+    inc_first_time: np.ndarray
+    inc_last: np.ndarray
+    inc_resolved_at: np.ndarray  # NONE when not resolved
+    inc_status: np.ndarray
+    inc_severity: np.ndarray
+    inc_events: np.ndarray
+    inc_alerts: np.ndarray
+    inc_flaps: np.ndarray
+    inc_linked_to: np.ndarray  # incident index or -1
+    inc_visible: np.ndarray
+    inc_missing: np.ndarray
+    alerts_per_tenant: np.ndarray
+    slow_rows: int  # rows walked sequentially (reported by the benchmark)
+
+
+@dataclass
+class Incidents:
+    """One entry per incident, in the order fast stretches then walked stretches."""
+
+    key: np.ndarray
+    first_row: np.ndarray
+    first_time: np.ndarray
+    last: np.ndarray
+    events: np.ndarray
+    counted: np.ndarray
+    alerts: np.ndarray
+    flaps: np.ndarray
+    severity: np.ndarray
+    linked_to: np.ndarray  # incident index or -1
+    missing: np.ndarray
+    status: np.ndarray
+    resolved_at: np.ndarray  # NONE when not resolved
+
+
+@dataclass
+class EventTime:
+    """Per-row results (arrays in admission order) and the incidents."""
+
+    incident: np.ndarray  # incident index or -1
+    rule: np.ndarray  # rules code or -1
+    gap: np.ndarray  # µs, NONE when the key had no incident before
+    flap: np.ndarray
+    orphan: np.ndarray
+    key: np.ndarray  # the key the row was correlated under (its occurrence's for re-sends)
+    window: np.ndarray
+    incidents: Incidents
+    first_firing: np.ndarray  # rows that start an occurrence (R3 alerts)
+    slow_rows: int  # rows walked sequentially (the benchmark reports it)
+
+
+def _previous(values: np.ndarray, same: np.ndarray, fill: int = NONE) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.int64)
+    if len(values):
+        out[0] = fill
+        out[1:] = values[:-1]
+    return np.where(same, out, fill)
+
+
+def _exclusive(x: np.ndarray, start: np.ndarray, stretch: np.ndarray) -> np.ndarray:
+    """How many of x are set before each row within its stretch."""
+    c = np.cumsum(x)
+    before = c - x
+    return before - before[start][stretch]
+
+
+def _stale_after(adm: Admission, timeline: SettingsTimeline) -> np.ndarray:
+    """T_stale of each row: its source's override in its version, else `stale_after`."""
+    n_sources = max(len(adm.sources), 1)
+    pairs, inverse = np.unique(adm.version * n_sources + adm.source, return_inverse=True)
+    values = np.array([
+        int(timeline.versions[p // n_sources].settings
+            .stale_after_for(adm.sources[p % n_sources]).total_seconds() * 1_000_000)
+        for p in pairs.tolist()
+    ], dtype=np.int64)
+    return values[inverse.reshape(-1)]
+
+
+def status_of(n_occ: np.ndarray, n_open: np.ndarray, n_resolved: np.ndarray,
+              last_resolve: np.ndarray, last: np.ndarray, window: np.ndarray,
+              as_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R7/R8 as of each incident's tenant clock: open, resolved (with resolved_at) or stale.
+    An incident of points only is open while its window can still take an event."""
+    points_only = n_occ == 0
+    points_open = as_of <= last + window
+    status = np.where(n_open > 0, OPEN, np.where(
+        points_only, np.where(points_open, OPEN, RESOLVED_STATUS),
+        np.where(n_resolved == n_occ, RESOLVED_STATUS, STALE)))
+    resolved_at = np.where(status != RESOLVED_STATUS, NONE,
+                           np.where(points_only, last, last_resolve))
+    return status.astype(np.int8), resolved_at
+
+
+def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
+                         as_of: np.ndarray) -> EventTime:
+    """Occurrences and incidents of every tenant; `as_of[tenant]` is its clock (R8)."""
+    n = len(adm.seq)
+    time = adm.time
+    stale_after = _stale_after(adm, timeline)
+    window = timeline.column(adm.version, "window")
+    cap = timeline.column(adm.version, "cap")
+    live = (adm.fate == ADMITTED) & ~adm.stale_resolve
+
+    # 1. occurrences, per alert in (time, seq) order (rows are in seq order; lexsort is stable)
+    stateful = np.flatnonzero(live & (adm.status != POINT))
+    order = stateful[np.lexsort((time[stateful], adm.alert[stateful]))]
+    t, st = time[order], adm.status[order]
+    same = np.zeros(len(order), bool)
+    same[1:] = adm.alert[order][1:] == adm.alert[order][:-1]
+    prev_status = _previous(st.astype(np.int64), same, -1)
+    within = same & (t <= _previous(t, same) + _previous(stale_after[order], same, 0))
+    starts = (st == FIRING) & ~(within & (prev_status == FIRING))
+    effective = (st == RESOLVED) & within & (prev_status == FIRING)
+    occ_sorted = np.cumsum(starts) - 1  # a resolve's is that of the firing before it
+    orphan = np.zeros(n, bool)
+    orphan[order[(st == RESOLVED) & ~effective]] = True
+    keep = (st == FIRING) | effective
+    occ = np.full(n, -1, np.int64)
+    occ[order[keep]] = occ_sorted[keep]
+    first_firing = order[starts]
+    key = adm.key.copy()  # an occurrence's events take the key of its first firing (R4)
+    key_missing = adm.key_missing.copy()
+    key[order[keep]] = adm.key[first_firing][occ_sorted[keep]]
+    key_missing[order[keep]] = adm.key_missing[first_firing][occ_sorted[keep]]
+    n_occ = len(first_firing)
+    occ_resolved_at = np.full(n_occ, NONE, np.int64)
+    occ_resolved_at[occ_sorted[effective]] = t[effective]
+    occ_resolve_row = np.full(n_occ, -1, np.int64)
+    occ_resolve_row[occ_sorted[effective]] = order[effective]
+    occ_end = np.full(n_occ, NONE, np.int64)
+    fire = st == FIRING
+    np.maximum.at(occ_end, occ_sorted[fire], t[fire] + stale_after[order][fire])
+
+    # 2. incidents, per key in (time, seq) order
+    members = np.flatnonzero(live & ~orphan)
+    korder = members[np.lexsort((time[members], key[members]))]
+    m = len(korder)
+    position = np.full(n, -1, np.int64)
+    position[korder] = np.arange(m)
+    k, t, st, occ_k = key[korder], time[korder], adm.status[korder], occ[korder]
+    same = np.zeros(m, bool)
+    same[1:] = k[1:] == k[:-1]
+    prev_t = _previous(t, same)
+    firing = st == FIRING
+    has_occ = occ_k >= 0
+    safe_occ = np.where(has_occ, occ_k, 0)
+    resolved_occ = has_occ & (occ_resolved_at[safe_occ] != NONE) if n_occ else has_occ
+    # Is an occurrence of the key open before each row? Unresolved ones until a time,
+    # resolved ones until their resolve's row.
+    until_time = np.where(firing & ~resolved_occ, occ_end[safe_occ] if n_occ else NONE, NONE)
+    run_time = pd.Series(until_time).groupby(k, sort=False).cummax().to_numpy()
+    until_row = np.where(firing & resolved_occ,
+                         position[occ_resolve_row[safe_occ]] if n_occ else -1, -1)
+    run_row = np.maximum.accumulate(until_row) if m else until_row
+    open_ = (_previous(run_time, same) >= t) | (_previous(run_row, same, -1) > np.arange(m))
+    w = window[korder]
+    opens = ~same | ((st != RESOLVED) & ~open_ & (t > prev_t + w))
+    stretch = np.cumsum(opens) - 1
+    start = np.flatnonzero(opens)
+    capped = (st != RESOLVED) & ~opens & (t > t[start][stretch] + cap[korder])
+    slow = np.zeros(len(start), bool)
+    slow[stretch[capped]] = True
+
+    is_first = np.zeros(n, bool)
+    is_first[first_firing] = True
+    occ_starts = is_first[korder].astype(np.int64)
+    n_started = _exclusive(occ_starts, start, stretch)
+    n_resolved = _exclusive((st == RESOLVED).astype(np.int64), start, stretch)
+    all_resolved = (n_started > 0) & (n_started == n_resolved)
+    rule = np.where(st == RESOLVED, RESOLVE, np.where(
+        opens, np.where(key_missing[korder], MISSING_ASSET, NEW), np.where(
+            open_, R5A, np.where(firing & all_resolved, REOPEN, R5B))))
+
+    out_incident = np.full(n, -1, np.int64)
+    out_rule = np.full(n, -1, np.int64)
+    out_gap = np.full(n, NONE, np.int64)
+    out_rule[korder] = rule
+    out_gap[korder] = np.where(same, t - prev_t, NONE)
+    fast = ~slow
+    renumber = np.cumsum(fast) - 1
+    on_fast = fast[stretch]
+    out_incident[korder[on_fast]] = renumber[stretch[on_fast]]
+
+    # fast stretches: one incident each, aggregated with reduceat
+    ends = np.append(start[1:], m)
+    fs, fe = start[fast], ends[fast]
+    fast_rows = np.flatnonzero(on_fast)
+    local_start = np.searchsorted(fast_rows, fs)
+    def per(x: np.ndarray, ufunc: np.ufunc = np.add) -> np.ndarray:
+        return ufunc.reduceat(x[fast_rows], local_start) if len(fs) else x[:0]
+    not_resolve = (st != RESOLVED).astype(np.int64)
+    occ_stretch = stretch[position[first_firing]] if n_occ else np.zeros(0, np.int64)
+    occ_fast = fast[occ_stretch] if n_occ else np.zeros(0, bool)
+    occ_inc = renumber[occ_stretch[occ_fast]]
+    tenant_of = adm.tenant[korder[fs]]
+    clock = as_of[tenant_of]
+    n_f = len(fs)
+    occ_open = (occ_resolved_at[occ_fast] == NONE) & (
+        clock[occ_inc] <= occ_end[occ_fast])
+    last_resolve = np.full(n_f, NONE, np.int64)
+    np.maximum.at(last_resolve, occ_inc, occ_resolved_at[occ_fast])
+    n_occ_inc = np.bincount(occ_inc, minlength=n_f)
+    status, resolved_at = status_of(
+        n_occ_inc, np.bincount(occ_inc, weights=occ_open, minlength=n_f),
+        np.bincount(occ_inc, weights=occ_resolved_at[occ_fast] != NONE, minlength=n_f),
+        last_resolve, t[fe - 1], w[fs], clock)
+    fast_inc = Incidents(
+        key=k[fs], first_row=korder[fs], first_time=t[fs], last=t[fe - 1],
+        events=fe - fs, counted=per(not_resolve),
+        alerts=n_occ_inc + per((st == POINT).astype(np.int64)),
+        flaps=per((rule == REOPEN).astype(np.int64)),
+        severity=per(np.where(st != RESOLVED, adm.severity[korder], -1), np.maximum),
+        linked_to=np.full(n_f, -1, np.int64), missing=key_missing[korder[fs]],
+        status=status, resolved_at=resolved_at,
+    )
+
+    # capped stretches: walked one by one
+    rows = Rows(time.tolist(), adm.status.tolist(), adm.alert.tolist(), adm.key.tolist(),
+                adm.key_missing.tolist(), window.tolist(), cap.tolist(),
+                stale_after.tolist()) if slow.any() else None
+    walked: list[Incidents] = []
+    base = n_f
+    slow_rows = 0
+    for s in np.flatnonzero(slow).tolist():
+        lo, hi = int(start[s]), int(ends[s])
+        assert rows is not None
+        walk = SequentialPass(rows)
+        for i in korder[lo:hi].tolist():
+            walk.feed(i)
+        slow_rows += hi - lo
+        for i in korder[lo + 1:hi].tolist():  # the first keeps its gap to the stretch before
+            out_gap[i] = NONE if walk.gap[i] is None else walk.gap[i]
+        for i in korder[lo:hi].tolist():
+            out_incident[i] = base + walk.incident_of[i]
+            out_rule[i] = walk.rule[i]
+        if hi < m and same[hi]:  # the next stretch's gap is to this one's latest incident
+            out_gap[korder[hi]] = t[hi] - walk.incidents[walk.latest[int(k[lo])]].last
+        walked.append(walked_incidents(walk, adm, as_of, window, base))
+        base += len(walk.incidents)
+    incidents = concat_incidents([fast_inc, *walked])
+    out_flap = out_rule == REOPEN
+    return EventTime(out_incident, out_rule, out_gap, out_flap, orphan, key, window,
+                     incidents, first_firing, slow_rows)
+
+
+def walked_incidents(walk: SequentialPass, adm: Admission, as_of: np.ndarray,
+                     window: np.ndarray, base: int) -> Incidents:
+    """The incidents of a sequential walk as arrays; `linked_to` offset by `base`."""
+    incs = walk.incidents
+    first = np.array([inc.first for inc in incs], np.int64)
+    clock = as_of[adm.tenant[first]] if len(first) else np.zeros(0, np.int64)
+    n_occ = np.array([len(inc.occs) for inc in incs], np.int64)
+    n_open = np.array([sum(o.resolved_at is None and not o.superseded and c <= o.end
+                           for o in inc.occs) for inc, c in zip(incs, clock.tolist(),
+                                                               strict=True)], np.int64)
+    n_resolved = np.array([sum(o.resolved_at is not None for o in inc.occs) for inc in incs],
+                          np.int64)
+    last_resolve = np.array([max([o.resolved_at for o in inc.occs if o.resolved_at is not None],
+                                 default=NONE) for inc in incs], np.int64)
+    last = np.array([inc.last for inc in incs], np.int64)
+    status, resolved_at = status_of(n_occ, n_open, n_resolved, last_resolve, last,
+                                    window[first], clock)
+    severity = np.array([max([int(adm.severity[i]) for i in inc.rows
+                              if adm.status[i] != RESOLVED], default=-1) for inc in incs],
+                        np.int64)
+    return Incidents(
+        key=np.array([inc.key for inc in incs], np.int64), first_row=first,
+        first_time=np.array([inc.first_time for inc in incs], np.int64), last=last,
+        events=np.array([len(inc.rows) for inc in incs], np.int64),
+        counted=np.array([inc.counted for inc in incs], np.int64),
+        alerts=n_occ + np.array([inc.points for inc in incs], np.int64),
+        flaps=np.array([inc.flaps for inc in incs], np.int64), severity=severity,
+        linked_to=np.array([inc.linked_to + base if inc.linked_to >= 0 else -1
+                            for inc in incs], np.int64),
+        missing=np.array([inc.missing for inc in incs], bool),
+        status=status, resolved_at=resolved_at,
+    )
+
+
+def concat_incidents(parts: list[Incidents]) -> Incidents:
+    names = Incidents.__dataclass_fields__
+    return Incidents(**{name: np.concatenate([getattr(p, name) for p in parts])
+                        for name in names})
