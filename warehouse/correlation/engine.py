@@ -19,9 +19,15 @@ import pyarrow.compute as pc
 from warehouse.correlation.admission import ADMITTED, DUPLICATE, TOO_LATE, Admission, admit
 from warehouse.correlation.events import POINT, SEVERITIES
 from warehouse.correlation.merges import Merge, find_merges
-from warehouse.correlation.rules import DISPOSITIONS, DISPOSITION_RULES, RULES
+from warehouse.correlation.rules import (
+    DISPOSITION_RULES,
+    DISPOSITIONS,
+    MEMBER,
+    ORPHAN,
+    RULES,
+    STALE_RESOLVE,
+)
 from warehouse.correlation.rules import DUPLICATE as D_DUPLICATE
-from warehouse.correlation.rules import MEMBER, ORPHAN, STALE_RESOLVE
 from warehouse.correlation.rules import TOO_LATE as D_TOO_LATE
 from warehouse.correlation.sessions import NONE, STATUSES, EventTime, correlate_event_time
 from warehouse.correlation.timeline import SettingsTimeline

@@ -15,8 +15,12 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from warehouse.correlation.events import FIRING, POINT, RESOLVED
 from warehouse.correlation.rules import CAP, MISSING_ASSET, NEW, R5A, R5B, REOPEN, RESOLVE
+
+NONE = np.iinfo(np.int64).min
 
 
 @dataclass(eq=False)
@@ -47,6 +51,15 @@ class Inc:
     resolved: int = 0  # member occurrences resolved so far
     heap: list[tuple[int, int, Occ]] = field(default_factory=list)
 
+    def summary(self, clock: int, r: Rows) -> tuple[int, int, int, int, int]:
+        """(occurrences, open at `clock`, resolved, latest resolve or NONE, top severity)."""
+        resolves = [o.resolved_at for o in self.occs if o.resolved_at is not None]
+        live = sum(o.resolved_at is None and not o.superseded and clock <= o.end
+                   for o in self.occs)
+        severity = max((r.severity[i] for i in self.rows if r.status[i] != RESOLVED),
+                       default=-1)
+        return len(self.occs), live, len(resolves), max(resolves, default=NONE), severity
+
     def open_at(self, t: int) -> bool:
         """R5(a): a member occurrence still firing and not stale at t."""
         heap = self.heap
@@ -63,9 +76,12 @@ class Inc:
 
 @dataclass
 class Rows:
-    """Column arrays (lists) indexed by row, as the pass reads them."""
+    """Column lists of the rows one walk reads, indexed locally 0..n-1; `rows` maps a local
+    index back to the caller's row number."""
 
+    rows: list[int]
     time: list[int]
+    seq: list[int]
     status: list[int]
     alert: list[int]
     key: list[int]  # the event's own key code
@@ -73,6 +89,12 @@ class Rows:
     window: list[int]
     cap: list[int]
     stale_after: list[int]
+    severity: list[int]
+
+    @classmethod
+    def take(cls, index: np.ndarray, **columns: np.ndarray) -> Rows:
+        return cls(rows=index.tolist(),
+                   **{name: values[index].tolist() for name, values in columns.items()})
 
 
 class SequentialPass:
@@ -105,6 +127,15 @@ class SequentialPass:
                 return t <= occ.end
             heapq.heappop(heap)
         return False
+
+    def restartable(self, i: int, max_window: int) -> bool:
+        """Could a walk started empty at row i decide everything from i on as this one will?
+        Yes when nothing is open and every key's latest incident ended more than the
+        longest window W before it (so i and later events open a new incident anyway)."""
+        t = self.r.time[i]
+        if self.r.status[i] == RESOLVED or self.anything_open(t):
+            return False
+        return all(t > self.incidents[index].last + max_window for index in self.latest.values())
 
     def feed(self, i: int) -> None:
         if self.r.status[i] == RESOLVED:

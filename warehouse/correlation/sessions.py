@@ -26,7 +26,12 @@ import pandas as pd
 from warehouse.correlation.admission import ADMITTED, Admission
 from warehouse.correlation.events import FIRING, POINT, RESOLVED
 from warehouse.correlation.rules import (
-    CAP, MISSING_ASSET, NEW, OPENS, R5A, R5B, REOPEN, RESOLVE,
+    MISSING_ASSET,
+    NEW,
+    R5A,
+    R5B,
+    REOPEN,
+    RESOLVE,
 )
 from warehouse.correlation.sequential import Rows, SequentialPass
 from warehouse.correlation.timeline import SettingsTimeline
@@ -34,34 +39,6 @@ from warehouse.correlation.timeline import SettingsTimeline
 NONE = np.iinfo(np.int64).min
 OPEN, RESOLVED_STATUS, STALE = 0, 1, 2
 STATUSES = ("open", "resolved", "stale")
-
-
-@dataclass
-class EventTime:
-    """Per-row results (arrays in admission order) and the incidents table (arrays)."""
-
-    incident: np.ndarray  # incident index or -1
-    rule: np.ndarray  # rules code or -1
-    gap: np.ndarray  # µs, NONE when the key had no incident before
-    flap: np.ndarray
-    orphan: np.ndarray
-    window: np.ndarray
-    # incidents
-    inc_key: np.ndarray
-    inc_first_row: np.ndarray
-    inc_first_time: np.ndarray
-    inc_last: np.ndarray
-    inc_resolved_at: np.ndarray  # NONE when not resolved
-    inc_status: np.ndarray
-    inc_severity: np.ndarray
-    inc_events: np.ndarray
-    inc_alerts: np.ndarray
-    inc_flaps: np.ndarray
-    inc_linked_to: np.ndarray  # incident index or -1
-    inc_visible: np.ndarray
-    inc_missing: np.ndarray
-    alerts_per_tenant: np.ndarray
-    slow_rows: int  # rows walked sequentially (reported by the benchmark)
 
 
 @dataclass
@@ -114,7 +91,7 @@ def _exclusive(x: np.ndarray, start: np.ndarray, stretch: np.ndarray) -> np.ndar
     return before - before[start][stretch]
 
 
-def _stale_after(adm: Admission, timeline: SettingsTimeline) -> np.ndarray:
+def stale_after_of(adm: Admission, timeline: SettingsTimeline) -> np.ndarray:
     """T_stale of each row: its source's override in its version, else `stale_after`."""
     n_sources = max(len(adm.sources), 1)
     pairs, inverse = np.unique(adm.version * n_sources + adm.source, return_inverse=True)
@@ -146,7 +123,7 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     """Occurrences and incidents of every tenant; `as_of[tenant]` is its clock (R8)."""
     n = len(adm.seq)
     time = adm.time
-    stale_after = _stale_after(adm, timeline)
+    stale_after = stale_after_of(adm, timeline)
     window = timeline.column(adm.version, "window")
     cap = timeline.column(adm.version, "cap")
     live = (adm.fate == ADMITTED) & ~adm.stale_resolve
@@ -265,27 +242,27 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     )
 
     # capped stretches: walked one by one
-    rows = Rows(time.tolist(), adm.status.tolist(), adm.alert.tolist(), adm.key.tolist(),
-                adm.key_missing.tolist(), window.tolist(), cap.tolist(),
-                stale_after.tolist()) if slow.any() else None
+    columns = {"time": time, "seq": adm.seq, "status": adm.status, "alert": adm.alert,
+               "key": adm.key, "key_missing": adm.key_missing, "window": window, "cap": cap,
+               "stale_after": stale_after, "severity": adm.severity}
     walked: list[Incidents] = []
     base = n_f
     slow_rows = 0
     for s in np.flatnonzero(slow).tolist():
         lo, hi = int(start[s]), int(ends[s])
-        assert rows is not None
-        walk = SequentialPass(rows)
-        for i in korder[lo:hi].tolist():
+        walk = SequentialPass(Rows.take(korder[lo:hi], **columns))
+        for i in range(hi - lo):
             walk.feed(i)
         slow_rows += hi - lo
-        for i in korder[lo + 1:hi].tolist():  # the first keeps its gap to the stretch before
-            out_gap[i] = NONE if walk.gap[i] is None else walk.gap[i]
-        for i in korder[lo:hi].tolist():
-            out_incident[i] = base + walk.incident_of[i]
-            out_rule[i] = walk.rule[i]
+        for i in range(hi - lo):
+            row = korder[lo + i]
+            out_incident[row] = base + walk.incident_of[i]
+            out_rule[row] = walk.rule[i]
+            if i:  # the first keeps its gap to the stretch before
+                out_gap[row] = NONE if walk.gap[i] is None else walk.gap[i]
         if hi < m and same[hi]:  # the next stretch's gap is to this one's latest incident
             out_gap[korder[hi]] = t[hi] - walk.incidents[walk.latest[int(k[lo])]].last
-        walked.append(walked_incidents(walk, adm, as_of, window, base))
+        walked.append(walked_incidents(walk, adm.tenant, as_of, base))
         base += len(walk.incidents)
     incidents = concat_incidents([fast_inc, *walked])
     out_flap = out_rule == REOPEN
@@ -293,26 +270,21 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
                      incidents, first_firing, slow_rows)
 
 
-def walked_incidents(walk: SequentialPass, adm: Admission, as_of: np.ndarray,
-                     window: np.ndarray, base: int) -> Incidents:
+def walked_incidents(walk: SequentialPass, tenant: np.ndarray, as_of: np.ndarray,
+                     base: int) -> Incidents:
     """The incidents of a sequential walk as arrays; `linked_to` offset by `base`."""
+    r = walk.r
     incs = walk.incidents
-    first = np.array([inc.first for inc in incs], np.int64)
-    clock = as_of[adm.tenant[first]] if len(first) else np.zeros(0, np.int64)
-    n_occ = np.array([len(inc.occs) for inc in incs], np.int64)
-    n_open = np.array([sum(o.resolved_at is None and not o.superseded and c <= o.end
-                           for o in inc.occs) for inc, c in zip(incs, clock.tolist(),
-                                                               strict=True)], np.int64)
-    n_resolved = np.array([sum(o.resolved_at is not None for o in inc.occs) for inc in incs],
-                          np.int64)
-    last_resolve = np.array([max([o.resolved_at for o in inc.occs if o.resolved_at is not None],
-                                 default=NONE) for inc in incs], np.int64)
+    first = np.array([r.rows[inc.first] for inc in incs], np.int64)
+    clock = as_of[tenant[first]] if len(first) else np.zeros(0, np.int64)
+    values = [inc.summary(c, r) for inc, c in zip(incs, clock.tolist(), strict=True)]
+    n_occ, n_open, n_resolved, last_resolve, severity = (
+        np.array(column, np.int64).reshape(-1) for column in zip(*values, strict=True)
+    ) if values else (np.zeros(0, np.int64),) * 5
     last = np.array([inc.last for inc in incs], np.int64)
-    status, resolved_at = status_of(n_occ, n_open, n_resolved, last_resolve, last,
-                                    window[first], clock)
-    severity = np.array([max([int(adm.severity[i]) for i in inc.rows
-                              if adm.status[i] != RESOLVED], default=-1) for inc in incs],
-                        np.int64)
+    window = np.array([r.window[inc.first] for inc in incs], np.int64)
+    status, resolved_at = status_of(n_occ, n_open, n_resolved, last_resolve, last, window,
+                                    clock)
     return Incidents(
         key=np.array([inc.key for inc in incs], np.int64), first_row=first,
         first_time=np.array([inc.first_time for inc in incs], np.int64), last=last,
