@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from service.backtest_cli import backtest
 from service.tenants_cli import tenants
 
 
@@ -36,6 +37,7 @@ def up(host: str | None, port: int | None) -> None:
 
 
 main.add_command(tenants)
+main.add_command(backtest)
 
 if __name__ == "__main__":
     main()

@@ -69,11 +69,27 @@ def check(events: list[Event], timeline: SettingsTimeline,
     """The model's result, after asserting the engine gives exactly the same."""
     expected = correlate(events, settings_at(timeline), as_of)
     got = engine_result(events, timeline, as_of)
+    try:
+        _compare(got, expected)
+    except AssertionError:
+        print("events (seq order):")
+        for e in sorted(events, key=lambda e: e.ingest_seq):
+            print(f"  {e.ingest_seq:>3} {e.event_id:>4} {e.tenant_id} {e.status:8} "
+                  f"fp={e.source}/{e.source_fingerprint!r} asset={e.asset!r} "
+                  f"sig={e.signature} occ={e.occurred_at and e.occurred_at.time()} "
+                  f"rcv={e.received_at.time()} did={e.delivery_id} body={e.body_sha256!r} "
+                  f"dup={e.duplicate} labels={dict(e.labels)}")
+        print("as_of", as_of, [(v.label, v.effective_us, v.settings.to_dict())
+                               for v in timeline.versions])
+        raise
+    return expected
+
+
+def _compare(got: Result, expected: Result) -> None:
     assert got.funnel == expected.funnel
     for event_id, row in expected.memberships.items():
         assert got.memberships[event_id] == row, event_id
     assert [vars(i) for i in got.incidents] == [vars(i) for i in expected.incidents]
-    return expected
 
 
 __all__ = ["check", "engine_result", "events_table", "settings_at", "UTC"]

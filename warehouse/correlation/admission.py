@@ -47,6 +47,7 @@ class Admission:
     severity: np.ndarray  # rank in SEVERITIES, -1 unknown
     source: np.ndarray  # code into `sources`
     sources: list[str]
+    context: np.ndarray  # rows read only for their arrival history (incremental runs)
 
 
 def _codes(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
@@ -65,10 +66,20 @@ def _norm(array: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
-    """R2, R9, R11 and the own key of every event."""
+    """R2, R9, R11 and the own key of every event.
+
+    Incremental runs (`state.py`) pass rows already decided: `duplicate` set as decided,
+    an optional `stale_resolve` column (null = decide here) and an optional `context_only`
+    column for rows read only as arrival history (they take no part in the event-time pass).
+    """
+    order = pc.sort_indices(table, [("ingest_seq", "ascending"), ("event_id", "ascending")])
+    table = table.take(order)
+    n_rows = table.num_rows
+    forced_stale = (table.column("stale_resolve") if "stale_resolve" in table.column_names
+                    else pa.nulls(n_rows, pa.bool_()))
+    context = (pc.fill_null(table.column("context_only"), False).to_numpy(zero_copy_only=False)
+               if "context_only" in table.column_names else np.zeros(n_rows, bool))
     table = conform(table)
-    table = table.take(pc.sort_indices(table, [("ingest_seq", "ascending"),
-                                               ("event_id", "ascending")]))
     tenant_codes, tenant_dict = _codes(table.column("tenant_id"))
     tenants = tenant_dict.to_pylist()
     seq = table.column("ingest_seq").to_numpy()
@@ -96,6 +107,10 @@ def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
         table.column("tenant_id"), table.column("source"), table.column("source_fingerprint"),
         "\x1f"))
     stale_resolve = _stale_resolves(alert, status, time, fate)
+    known = pc.is_valid(forced_stale).to_numpy(zero_copy_only=False)
+    if known.any():
+        stale_resolve[known] = pc.fill_null(forced_stale, False).to_numpy(
+            zero_copy_only=False)[known]
     key, keys, key_missing = _own_keys(table, version, timeline)
     asset_missing = pc.equal(_norm(table.column("asset")), "").to_numpy(zero_copy_only=False)
     severity_codes, severity_dict = _codes(table.column("severity"))
@@ -108,7 +123,7 @@ def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
         time=time, skew=skew, fate=fate, stale_resolve=stale_resolve, status=status,
         version=version, alert=alert, key=key, keys=keys, key_missing=key_missing,
         asset_missing=asset_missing, severity=severity, source=source,
-        sources=source_dict.to_pylist(),
+        sources=source_dict.to_pylist(), context=context.astype(bool),
     )
 
 

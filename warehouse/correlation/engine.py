@@ -29,7 +29,13 @@ from warehouse.correlation.rules import (
 )
 from warehouse.correlation.rules import DUPLICATE as D_DUPLICATE
 from warehouse.correlation.rules import TOO_LATE as D_TOO_LATE
-from warehouse.correlation.sessions import NONE, STATUSES, EventTime, correlate_event_time
+from warehouse.correlation.sessions import (
+    NONE,
+    STATUSES,
+    EventTime,
+    correlate_event_time,
+    status_of,
+)
 from warehouse.correlation.timeline import SettingsTimeline
 
 TS = pa.timestamp("us", tz="UTC")
@@ -67,6 +73,21 @@ MEMBERSHIPS = pa.schema([
     pa.field("window_us", pa.int64()),
     pa.field("settings_version", pa.string()),
     pa.field("flap", pa.bool_(), nullable=False),
+    pa.field("new_alert", pa.bool_(), nullable=False),  # starts an alert occurrence (R3)
+])
+LIFECYCLE = pa.schema([  # per live incident: enough to tell its status at a later clock
+    pa.field("incident_id", pa.string(), nullable=False),
+    pa.field("first_seq", pa.int64(), nullable=False),
+    pa.field("occurrences", pa.int64(), nullable=False),
+    pa.field("resolved_occurrences", pa.int64(), nullable=False),
+    pa.field("last_resolve_us", pa.int64()),
+    pa.field("open_until_us", pa.int64()),
+    pa.field("window_us", pa.int64(), nullable=False),
+    pa.field("restartable", pa.bool_(), nullable=False),
+])
+MERGE_LOG = pa.schema(list(INCIDENTS) + [
+    pa.field("survivor_event_id", pa.string(), nullable=False),
+    pa.field("arrival_seq", pa.int64(), nullable=False),
 ])
 FUNNEL_FIELDS = ("events_accepted", "duplicates", "alerts", "incidents", "below_threshold",
                  "too_late", "clock_skew", "orphan_resolved", "missing_asset",
@@ -80,15 +101,18 @@ class Correlation:
     incidents: pa.Table  # INCIDENTS
     memberships: pa.Table  # MEMBERSHIPS, one row per input event
     funnel: dict[str, dict[str, int]]  # tenant -> FUNNEL_FIELDS
+    lifecycle: pa.Table  # LIFECYCLE, one row per live incident
+    merge_log: pa.Table  # MERGE_LOG, every merge found, in arrival order
     slow_rows: int = 0
     replayed_rows: int = 0
 
 
-def clocks(adm: Admission, as_of: int | None) -> np.ndarray:
-    """Each tenant's clock (R8): its latest receive or event time, or the given `as_of`."""
+def clocks(adm: Admission, as_of: int | None, base: dict[str, int] | None = None) -> np.ndarray:
+    """Each tenant's clock (R8): its latest receive or event time (at least `base`, the clock
+    of earlier runs), or the given `as_of`."""
     if as_of is not None:
         return np.full(len(adm.tenants), as_of, np.int64)
-    out = np.full(len(adm.tenants), NONE, np.int64)
+    out = np.array([(base or {}).get(t, NONE) for t in adm.tenants], np.int64)
     np.maximum.at(out, adm.tenant, adm.received)
     admitted = adm.fate == ADMITTED
     np.maximum.at(out, adm.tenant[admitted], adm.time[admitted])
@@ -105,12 +129,18 @@ def incident_ids(tenants: pa.Array, keys: pa.Array, first_event_ids: pa.Array) -
 
 
 def correlate(events: pa.Table, timeline: SettingsTimeline, as_of: int | None = None,
-              merges: bool = True) -> Correlation:
-    """Correlate every event of `events` (engine `EVENTS` columns) under `timeline`."""
+              base_clock: dict[str, int] | None = None,
+              quiet_below: int | None = None) -> Correlation:
+    """Correlate every event of `events` (engine `EVENTS` columns) under `timeline`.
+
+    `base_clock` and `quiet_below` serve incremental runs (`state.py`): tenant clocks of
+    earlier runs, and the first ingest_seq of this run (earlier rows are history).
+    """
     adm = admit(events, timeline)
-    clock = clocks(adm, as_of)
+    base = np.array([(base_clock or {}).get(t, NONE) for t in adm.tenants], np.int64)
+    clock = clocks(adm, as_of, base_clock)
     et = correlate_event_time(adm, timeline, clock)
-    found = find_merges(adm, timeline, et, as_of) if merges else ([], 0)
+    found = find_merges(adm, timeline, as_of, base, quiet_below)
     return _tables(adm, timeline, et, clock, *found)
 
 
@@ -133,6 +163,8 @@ def _tables(adm: Admission, timeline: SettingsTimeline, et: EventTime, clock: np
     version = adm.version[inc.first_row]
     threshold = np.array([v.settings.threshold for v in timeline.versions], np.int64)[version]
     visible = inc.counted >= threshold  # R13, N of the incident's first event
+    status, resolved_at = status_of(inc.occurrences, inc.resolved, inc.last_resolve,
+                                    inc.open_until, inc.last, inc.window, clock[inc_tenant])
     labels = pa.array([v.label for v in timeline.versions], pa.string())
     linked = ids.take(pa.array(np.where(inc.linked_to >= 0, inc.linked_to, 0))) if len(ids) \
         else ids
@@ -142,8 +174,8 @@ def _tables(adm: Admission, timeline: SettingsTimeline, et: EventTime, clock: np
         "incident_id": ids, "tenant_id": tenants, "agg_key": keys,
         "first_seen": pa.array(inc.first_time, pa.int64()).cast(TS),
         "last_activity": pa.array(inc.last, pa.int64()).cast(TS),
-        "resolved_at": _ts(inc.resolved_at),
-        "status": pa.array(STATUSES, pa.string()).take(pa.array(inc.status.astype(np.int64))),
+        "resolved_at": _ts(resolved_at),
+        "status": pa.array(STATUSES, pa.string()).take(pa.array(status.astype(np.int64))),
         "severity": severity_names.take(pa.array(np.where(inc.severity < 0, 4, inc.severity))),
         "event_count": pa.array(inc.events, pa.int64()),
         "alert_count": pa.array(inc.alerts, pa.int64()),
@@ -167,6 +199,10 @@ def _tables(adm: Admission, timeline: SettingsTimeline, et: EventTime, clock: np
     inc_of = pa.array(np.where(has_inc, et.incident, 0))
     null_str = pa.nulls(len(adm.seq), pa.string())
     decided = disposition != D_DUPLICATE
+    new_alert = np.zeros(len(adm.seq), bool)
+    new_alert[et.first_firing] = True
+    new_alert |= (adm.fate == ADMITTED) & ~adm.stale_resolve & (adm.status == POINT)
+    new_alert &= ~adm.context
     placed = (disposition == MEMBER) | (disposition == ORPHAN) | (disposition == STALE_RESOLVE)
     memberships = pa.table({
         "event_id": event_ids, "tenant_id": tenant_names.take(pa.array(adm.tenant)),
@@ -187,19 +223,33 @@ def _tables(adm: Admission, timeline: SettingsTimeline, et: EventTime, clock: np
         "settings_version": pc.if_else(pa.array(placed), labels.take(pa.array(adm.version)),
                                        null_str),
         "flap": pa.array(et.flap & member),
-    }, schema=MEMBERSHIPS)
-    merged = _merge_records(merges, memberships, live, adm, timeline)
+        "new_alert": pa.array(new_alert),
+    }, schema=MEMBERSHIPS).filter(pa.array(~adm.context))
+    merged = _merge_records(merges, memberships, live)
     incidents = pa.concat_tables([
         live.take(pc.sort_indices(live, [("tenant_id", "ascending"), ("first_seen", "ascending"),
                                          ("incident_id", "ascending")])),
         merged,
     ])
     funnel = _funnels(adm, et, inc_tenant, visible)
-    return Correlation(incidents, memberships, funnel, et.slow_rows, replayed)
+    lifecycle = pa.table({
+        "incident_id": ids, "first_seq": pa.array(adm.seq[inc.first_row], pa.int64()),
+        "occurrences": pa.array(inc.occurrences, pa.int64()),
+        "resolved_occurrences": pa.array(inc.resolved, pa.int64()),
+        "last_resolve_us": pa.array(inc.last_resolve, pa.int64(),
+                                    mask=inc.last_resolve == NONE),
+        "open_until_us": pa.array(inc.open_until, pa.int64(), mask=inc.open_until == NONE),
+        "window_us": pa.array(inc.window, pa.int64()),
+        "restartable": pa.array(inc.restartable, pa.bool_()),
+    }, schema=LIFECYCLE)
+    merge_log = pa.Table.from_pylist(
+        [{**m.record, "survivor_event_id": m.survivor_event_id, "arrival_seq": m.arrival_seq}
+         for m in merges], schema=MERGE_LOG)
+    return Correlation(incidents, memberships, funnel, lifecycle, merge_log, et.slow_rows,
+                       replayed)
 
 
-def _merge_records(merges: list[Merge], memberships: pa.Table, live: pa.Table,
-                   adm: Admission, timeline: SettingsTimeline) -> pa.Table:
+def _merge_records(merges: list[Merge], memberships: pa.Table, live: pa.Table) -> pa.Table:
     """R10 merge records whose incident is not live at the end, merged_into the final owner
     of the survivor's first event; the first record of an id wins."""
     if not merges:
@@ -215,7 +265,6 @@ def _merge_records(merges: list[Merge], memberships: pa.Table, live: pa.Table,
         rows[str(record["incident_id"])] = {
             **record, "merged_into": owner[merge.survivor_event_id], "visible": False}
     table = pa.Table.from_pylist(list(rows.values()), schema=INCIDENTS)
-    del adm, timeline
     return table.take(pc.sort_indices(table, [("tenant_id", "ascending"),
                                               ("first_seen", "ascending"),
                                               ("incident_id", "ascending")]))
@@ -226,12 +275,12 @@ def _funnels(adm: Admission, et: EventTime, inc_tenant: np.ndarray,
     nt = len(adm.tenants)
 
     def count(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(adm.tenant[mask], minlength=nt)
+        return np.bincount(adm.tenant[mask & ~adm.context], minlength=nt)
 
     admitted = adm.fate == ADMITTED
     live_points = admitted & ~adm.stale_resolve & (adm.status == POINT)
     columns = {
-        "events_accepted": np.bincount(adm.tenant, minlength=nt),
+        "events_accepted": count(np.ones(len(adm.seq), bool)),
         "duplicates": count(adm.fate == DUPLICATE),
         "alerts": np.bincount(adm.tenant[et.first_firing], minlength=nt) + count(live_points),
         "incidents": np.bincount(inc_tenant[visible], minlength=nt),

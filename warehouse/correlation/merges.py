@@ -34,6 +34,7 @@ from warehouse.correlation.timeline import SettingsTimeline
 class Merge:
     record: dict[str, object]  # the merged incident as it was visible (INCIDENTS fields)
     survivor_event_id: str  # first event of the incident it merged into
+    arrival_seq: int = 0  # ingest_seq of the arrival that bridged them
 
 
 class _Context:
@@ -53,9 +54,10 @@ class _Context:
         adm, r = self.adm, walk.r
         first = r.rows[inc.first]
         tenant = adm.tenants[adm.tenant[first]]
-        n_occ, n_open, n_resolved, last_resolve, severity = inc.summary(clock, r)
+        severity = inc.severity(r)
         status, resolved_at = status_of(*(np.array([v]) for v in (
-            n_occ, n_open, n_resolved, last_resolve, inc.last, r.window[inc.first], clock)))
+            len(inc.occs), inc.resolved, inc.last_resolve(), inc.open_until(), inc.last,
+            r.window[inc.first], clock)))
         linked = None
         if inc.linked_to >= 0:
             linked = self.incident_id(walk.incidents[inc.linked_to], walk)
@@ -66,7 +68,7 @@ class _Context:
             "resolved_at": None if resolved_at[0] == NONE else _dt(int(resolved_at[0])),
             "status": STATUSES[int(status[0])],
             "severity": SEVERITIES[severity] if severity >= 0 else "unknown",
-            "event_count": len(inc.rows), "alert_count": n_occ + inc.points,
+            "event_count": len(inc.rows), "alert_count": len(inc.occs) + inc.points,
             "flap_count": inc.flaps, "merged_into": None, "linked_to": linked,
             "visible": True, "missing_asset": inc.missing,
             "settings_version": self.labels[adm.version[first]],
@@ -167,11 +169,13 @@ def _components(adm: Admission, rows: np.ndarray) -> np.ndarray:
     return np.array([find(k) for k in key.tolist()], np.int64)
 
 
-def find_merges(adm: Admission, timeline: SettingsTimeline, et: object,
-                as_of: int | None) -> tuple[list[Merge], int]:
-    """Merge records of every key with late arrivals, and how many rows were replayed."""
-    del et
-    rows = np.flatnonzero((adm.fate == ADMITTED) & ~adm.stale_resolve)
+def find_merges(adm: Admission, timeline: SettingsTimeline, as_of: int | None,
+                base_clock: np.ndarray, quiet_below: int | None = None,
+                ) -> tuple[list[Merge], int]:
+    """Merge records of every key with late arrivals, and how many rows were replayed.
+    Rows with `ingest_seq < quiet_below` arrived in an earlier run: they are loaded as the
+    state before this run's arrivals, without looking for merges again."""
+    rows = np.flatnonzero((adm.fate == ADMITTED) & ~adm.stale_resolve & ~adm.context)
     if not len(rows):
         return [], 0
     component = _components(adm, rows)
@@ -179,10 +183,12 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, et: object,
     latest = pd.Series(time).groupby(component, sort=False).cummax()
     earlier = latest.groupby(component, sort=False).shift(1).to_numpy()
     late = time < np.nan_to_num(earlier, nan=float(NONE))
+    if quiet_below is not None:
+        late &= adm.seq[rows] >= quiet_below
     candidates = np.unique(component[late])
     if not len(candidates):
         return [], 0
-    clock = _clocks_before(adm, as_of)
+    clock = _clocks_before(adm, as_of, base_clock)
     context = _Context(adm, timeline)
     columns = _columns(adm, timeline)
     max_window = max(int(v.settings.window.total_seconds() * 1_000_000)
@@ -192,8 +198,16 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, et: object,
     for code in candidates.tolist():
         index = rows[component == code]
         replay = Replay(Rows.take(index, **columns), context, max_window)
-        for local, row in enumerate(index.tolist()):
-            merges.extend(replay.arrive(local, int(clock[row])))
+        seqs = adm.seq[index]
+        earlier = seqs < quiet_below if quiet_below is not None else np.zeros(len(index), bool)
+        for local in np.flatnonzero(earlier)[np.lexsort((seqs[earlier],
+                                                         adm.time[index][earlier]))].tolist():
+            replay.arrive(local, NONE)  # in event-time order: never late, never a merge
+        for local in np.flatnonzero(~earlier).tolist():
+            found = replay.arrive(local, int(clock[index[local]]))
+            for merge in found:
+                merge.arrival_seq = int(seqs[local])
+            merges.extend(found)
         replayed += replay.replayed
     return merges, replayed
 
@@ -207,13 +221,15 @@ def _columns(adm: Admission, timeline: SettingsTimeline) -> dict[str, np.ndarray
             "stale_after": stale_after_of(adm, timeline), "severity": adm.severity}
 
 
-def _clocks_before(adm: Admission, as_of: int | None) -> np.ndarray:
+def _clocks_before(adm: Admission, as_of: int | None, base: np.ndarray) -> np.ndarray:
     """For each row, the tenant clock after the previous admitted arrival of its tenant: the
-    moment at which the incidents visible before this arrival are read."""
+    moment at which the incidents visible before this arrival are read. `base` is each
+    tenant's clock before these rows (earlier runs)."""
     if as_of is not None:
         return np.full(len(adm.seq), as_of, np.int64)
     admitted = adm.fate == ADMITTED
     value = np.where(admitted, np.maximum(adm.received, adm.time), adm.received)
+    value = np.maximum(value, base[adm.tenant])
     after = pd.Series(value).groupby(adm.tenant, sort=False).cummax().to_numpy()
     rows = np.flatnonzero(admitted)
     previous = pd.Series(after[rows]).groupby(adm.tenant[rows], sort=False).shift(1)

@@ -51,14 +51,18 @@ class Inc:
     resolved: int = 0  # member occurrences resolved so far
     heap: list[tuple[int, int, Occ]] = field(default_factory=list)
 
-    def summary(self, clock: int, r: Rows) -> tuple[int, int, int, int, int]:
-        """(occurrences, open at `clock`, resolved, latest resolve or NONE, top severity)."""
-        resolves = [o.resolved_at for o in self.occs if o.resolved_at is not None]
-        live = sum(o.resolved_at is None and not o.superseded and clock <= o.end
-                   for o in self.occs)
-        severity = max((r.severity[i] for i in self.rows if r.status[i] != RESOLVED),
-                       default=-1)
-        return len(self.occs), live, len(resolves), max(resolves, default=NONE), severity
+    def severity(self, r: Rows) -> int:
+        """The highest member severity; resolves do not count."""
+        return max((r.severity[i] for i in self.rows if r.status[i] != RESOLVED), default=-1)
+
+    def last_resolve(self) -> int:
+        return max((o.resolved_at for o in self.occs if o.resolved_at is not None),
+                   default=NONE)
+
+    def open_until(self) -> int:
+        """The latest end of a member still firing: open while the clock is not past it."""
+        return max((o.end for o in self.occs if o.resolved_at is None and not o.superseded),
+                   default=NONE)
 
     def open_at(self, t: int) -> bool:
         """R5(a): a member occurrence still firing and not stale at t."""

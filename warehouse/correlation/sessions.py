@@ -56,8 +56,13 @@ class Incidents:
     severity: np.ndarray
     linked_to: np.ndarray  # incident index or -1
     missing: np.ndarray
-    status: np.ndarray
-    resolved_at: np.ndarray  # NONE when not resolved
+    # lifecycle, enough to tell the status at any later clock (`status_of`)
+    occurrences: np.ndarray  # member occurrences (R3)
+    resolved: np.ndarray  # of which resolved
+    last_resolve: np.ndarray  # NONE when none
+    open_until: np.ndarray  # latest end of an unresolved member (R8), NONE when none
+    window: np.ndarray  # W of the first event (points-only incidents)
+    restartable: np.ndarray  # nothing of its key open at its first event (incremental runs)
 
 
 @dataclass
@@ -103,16 +108,15 @@ def stale_after_of(adm: Admission, timeline: SettingsTimeline) -> np.ndarray:
     return values[inverse.reshape(-1)]
 
 
-def status_of(n_occ: np.ndarray, n_open: np.ndarray, n_resolved: np.ndarray,
-              last_resolve: np.ndarray, last: np.ndarray, window: np.ndarray,
-              as_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """R7/R8 as of each incident's tenant clock: open, resolved (with resolved_at) or stale.
+def status_of(occurrences: np.ndarray, resolved: np.ndarray, last_resolve: np.ndarray,
+              open_until: np.ndarray, last: np.ndarray, window: np.ndarray,
+              clock: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R7/R8 at each incident's tenant clock: open, resolved (with resolved_at) or stale.
     An incident of points only is open while its window can still take an event."""
-    points_only = n_occ == 0
-    points_open = as_of <= last + window
-    status = np.where(n_open > 0, OPEN, np.where(
-        points_only, np.where(points_open, OPEN, RESOLVED_STATUS),
-        np.where(n_resolved == n_occ, RESOLVED_STATUS, STALE)))
+    points_only = occurrences == 0
+    status = np.where(clock <= open_until, OPEN, np.where(
+        points_only, np.where(clock <= last + window, OPEN, RESOLVED_STATUS),
+        np.where(resolved == occurrences, RESOLVED_STATUS, STALE)))
     resolved_at = np.where(status != RESOLVED_STATUS, NONE,
                            np.where(points_only, last, last_resolve))
     return status.astype(np.int8), resolved_at
@@ -126,7 +130,7 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     stale_after = stale_after_of(adm, timeline)
     window = timeline.column(adm.version, "window")
     cap = timeline.column(adm.version, "cap")
-    live = (adm.fate == ADMITTED) & ~adm.stale_resolve
+    live = (adm.fate == ADMITTED) & ~adm.stale_resolve & ~adm.context
 
     # 1. occurrences, per alert in (time, seq) order (rows are in seq order; lexsort is stable)
     stateful = np.flatnonzero(live & (adm.status != POINT))
@@ -154,9 +158,12 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     occ_resolved_at[occ_sorted[effective]] = t[effective]
     occ_resolve_row = np.full(n_occ, -1, np.int64)
     occ_resolve_row[occ_sorted[effective]] = order[effective]
+    # open until its last firing plus T_stale (that firing's settings: a re-send may shorten it)
     occ_end = np.full(n_occ, NONE, np.int64)
-    fire = st == FIRING
-    np.maximum.at(occ_end, occ_sorted[fire], t[fire] + stale_after[order][fire])
+    fire_rows = np.flatnonzero(st == FIRING)
+    occ_of_fire = occ_sorted[fire_rows]
+    last_fire = np.append(occ_of_fire[1:] != occ_of_fire[:-1], True)[:len(fire_rows)]
+    occ_end[occ_of_fire[last_fire]] = (t + stale_after[order])[fire_rows[last_fire]]
 
     # 2. incidents, per key in (time, seq) order
     members = np.flatnonzero(live & ~orphan)
@@ -219,18 +226,18 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     occ_stretch = stretch[position[first_firing]] if n_occ else np.zeros(0, np.int64)
     occ_fast = fast[occ_stretch] if n_occ else np.zeros(0, bool)
     occ_inc = renumber[occ_stretch[occ_fast]]
-    tenant_of = adm.tenant[korder[fs]]
-    clock = as_of[tenant_of]
     n_f = len(fs)
-    occ_open = (occ_resolved_at[occ_fast] == NONE) & (
-        clock[occ_inc] <= occ_end[occ_fast])
     last_resolve = np.full(n_f, NONE, np.int64)
     np.maximum.at(last_resolve, occ_inc, occ_resolved_at[occ_fast])
+    open_until = np.full(n_f, NONE, np.int64)
+    # a firing alert superseded by its next occurrence was closed stale (R8)
+    occ_alert = adm.alert[first_firing]
+    superseded = np.zeros(n_occ, bool)
+    superseded[:-1] = occ_alert[:-1] == occ_alert[1:]
+    unresolved = occ_resolved_at[occ_fast] == NONE
+    still = unresolved & ~superseded[occ_fast]
+    np.maximum.at(open_until, occ_inc[still], occ_end[occ_fast][still])
     n_occ_inc = np.bincount(occ_inc, minlength=n_f)
-    status, resolved_at = status_of(
-        n_occ_inc, np.bincount(occ_inc, weights=occ_open, minlength=n_f),
-        np.bincount(occ_inc, weights=occ_resolved_at[occ_fast] != NONE, minlength=n_f),
-        last_resolve, t[fe - 1], w[fs], clock)
     fast_inc = Incidents(
         key=k[fs], first_row=korder[fs], first_time=t[fs], last=t[fe - 1],
         events=fe - fs, counted=per(not_resolve),
@@ -238,7 +245,10 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
         flaps=per((rule == REOPEN).astype(np.int64)),
         severity=per(np.where(st != RESOLVED, adm.severity[korder], -1), np.maximum),
         linked_to=np.full(n_f, -1, np.int64), missing=key_missing[korder[fs]],
-        status=status, resolved_at=resolved_at,
+        occurrences=n_occ_inc,
+        resolved=np.bincount(occ_inc, weights=~unresolved, minlength=n_f).astype(np.int64),
+        last_resolve=last_resolve, open_until=open_until, window=w[fs],
+        restartable=np.ones(n_f, bool),
     )
 
     # capped stretches: walked one by one
@@ -262,7 +272,7 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
                 out_gap[row] = NONE if walk.gap[i] is None else walk.gap[i]
         if hi < m and same[hi]:  # the next stretch's gap is to this one's latest incident
             out_gap[korder[hi]] = t[hi] - walk.incidents[walk.latest[int(k[lo])]].last
-        walked.append(walked_incidents(walk, adm.tenant, as_of, base))
+        walked.append(walked_incidents(walk, base))
         base += len(walk.incidents)
     incidents = concat_incidents([fast_inc, *walked])
     out_flap = out_rule == REOPEN
@@ -270,32 +280,32 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
                      incidents, first_firing, slow_rows)
 
 
-def walked_incidents(walk: SequentialPass, tenant: np.ndarray, as_of: np.ndarray,
-                     base: int) -> Incidents:
+def walked_incidents(walk: SequentialPass, base: int) -> Incidents:
     """The incidents of a sequential walk as arrays; `linked_to` offset by `base`."""
     r = walk.r
     incs = walk.incidents
-    first = np.array([r.rows[inc.first] for inc in incs], np.int64)
-    clock = as_of[tenant[first]] if len(first) else np.zeros(0, np.int64)
-    values = [inc.summary(c, r) for inc, c in zip(incs, clock.tolist(), strict=True)]
-    n_occ, n_open, n_resolved, last_resolve, severity = (
-        np.array(column, np.int64).reshape(-1) for column in zip(*values, strict=True)
-    ) if values else (np.zeros(0, np.int64),) * 5
-    last = np.array([inc.last for inc in incs], np.int64)
-    window = np.array([r.window[inc.first] for inc in incs], np.int64)
-    status, resolved_at = status_of(n_occ, n_open, n_resolved, last_resolve, last, window,
-                                    clock)
+
+    def column(values: list, dtype: type = np.int64) -> np.ndarray:  # type: ignore[type-arg]
+        return np.array(values, dtype)
+
     return Incidents(
-        key=np.array([inc.key for inc in incs], np.int64), first_row=first,
-        first_time=np.array([inc.first_time for inc in incs], np.int64), last=last,
-        events=np.array([len(inc.rows) for inc in incs], np.int64),
-        counted=np.array([inc.counted for inc in incs], np.int64),
-        alerts=n_occ + np.array([inc.points for inc in incs], np.int64),
-        flaps=np.array([inc.flaps for inc in incs], np.int64), severity=severity,
-        linked_to=np.array([inc.linked_to + base if inc.linked_to >= 0 else -1
-                            for inc in incs], np.int64),
-        missing=np.array([inc.missing for inc in incs], bool),
-        status=status, resolved_at=resolved_at,
+        key=column([inc.key for inc in incs]),
+        first_row=column([r.rows[inc.first] for inc in incs]),
+        first_time=column([inc.first_time for inc in incs]),
+        last=column([inc.last for inc in incs]),
+        events=column([len(inc.rows) for inc in incs]),
+        counted=column([inc.counted for inc in incs]),
+        alerts=column([len(inc.occs) + inc.points for inc in incs]),
+        flaps=column([inc.flaps for inc in incs]),
+        severity=column([inc.severity(r) for inc in incs]),
+        linked_to=column([inc.linked_to + base if inc.linked_to >= 0 else -1 for inc in incs]),
+        missing=column([inc.missing for inc in incs], bool),
+        occurrences=column([len(inc.occs) for inc in incs]),
+        resolved=column([inc.resolved for inc in incs]),
+        last_resolve=column([inc.last_resolve() for inc in incs]),
+        open_until=column([inc.open_until() for inc in incs]),
+        window=column([r.window[inc.first] for inc in incs]),
+        restartable=column([index == 0 for index in range(len(incs))], bool),
     )
 
 

@@ -1,0 +1,304 @@
+"""The correlation engine against the sort floor, on a synthetic MSP alert history.
+
+    .venv/bin/python -m bench.correlate [--events 1000000 [--events 10000000]] [--repeat 3]
+        [--only floor|engine] [--timeout 900] [--profile 30] [--json]
+
+For each size the history (`warehouse.correlation.synthetic.history`: 50 tenants, 30 days) is
+generated and written to a temporary Parquet file; neither is timed. Then, alternating so that
+noise on this shared 2-core machine hits both alike, `--repeat` times each:
+
+- floor: in an in-memory DuckDB, `CREATE TABLE sorted AS SELECT * FROM read_parquet(…) ORDER BY
+  tenant_id, asset, signature, occurred_at` (the issue's "plain DuckDB ORDER BY tenant, key,
+  event time": read, sort and materialize every column; DuckDB uses every core);
+- engine: `pyarrow.parquet.read_table` then `correlate(table, defaults)`: reading is timed.
+
+Every measurement runs in a fresh Python process (`--measure KIND PATH`, one JSON line out):
+its peak RSS (`ru_maxrss`) is then its own, and no run inherits another's heap. The clock starts
+after the imports. Reported: min and median wall seconds, engine/floor ratio of the medians,
+peak RSS, the engine's `slow_rows` (walked because an incident hit its cap) and
+`replayed_rows` (replayed to find R10 merges), the funnel summed over tenants, and `other CPU`,
+the busy share of the machine not used by the measured process (figures taken while it is
+high are not comparable). `--profile N` runs the engine once more under cProfile and prints
+its N costliest functions by cumulative time. Progress goes to stderr; the table, or with
+`--json` one JSON document, to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR_SQL = ("CREATE TABLE sorted AS SELECT * FROM read_parquet(?) "
+             "ORDER BY tenant_id, asset, signature, occurred_at")
+FUNNEL_SHOWN = ("events_accepted", "duplicates", "alerts", "incidents", "too_late",
+                "clock_skew", "orphan_resolved", "missing_asset", "stale_resolves")
+
+
+# ---- measurements (each in its own process) -----------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def measure_floor(path: Path) -> dict[str, Any]:
+    import duckdb
+
+    with duckdb.connect(config={"autoinstall_known_extensions": False}) as con:
+        con.execute("SET enable_progress_bar = false")
+        threads = con.execute("SELECT current_setting('threads')").fetchone()
+        baseline = peak_rss_mb()
+        start = time.perf_counter()
+        con.execute(FLOOR_SQL, [str(path)])
+        seconds = time.perf_counter() - start
+        rows = con.execute("SELECT count(*) FROM sorted").fetchone()
+    return {"seconds": seconds, "rows": rows[0] if rows else 0, "baseline_rss_mb": baseline,
+            "peak_rss_mb": peak_rss_mb(), "threads": threads[0] if threads else None}
+
+
+def measure_engine(path: Path, profile_out: Path | None = None) -> dict[str, Any]:
+    import cProfile
+
+    import pyarrow.parquet as pq
+
+    from warehouse.correlation.engine import FUNNEL_FIELDS, correlate
+    from warehouse.correlation.timeline import SettingsTimeline
+    from warehouse.correlation_settings import CorrelationSettings
+
+    timeline = SettingsTimeline.constant(CorrelationSettings())
+    profiler = cProfile.Profile() if profile_out else None
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    result = correlate(pq.read_table(path), timeline)
+    if profiler:
+        profiler.disable()
+    seconds = time.perf_counter() - start
+    if profiler and profile_out:
+        profiler.dump_stats(profile_out)
+    funnel = {name: sum(f[name] for f in result.funnel.values()) for name in FUNNEL_FIELDS}
+    return {"seconds": seconds, "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
+            "slow_rows": result.slow_rows, "replayed_rows": result.replayed_rows,
+            "incident_rows": result.incidents.num_rows, "funnel": funnel}
+
+
+def measure_incremental(path: Path) -> dict[str, Any]:
+    """One new day added to 30 days of history, once `warehouse.correlation.state` exists.
+
+    To write against its announced API (about 20 lines): have `run_size` write a history of
+    `days + 1` days for it; here read it, split it with `synthetic.day_batches`, build the state
+    from every batch but the last (not timed), then time adding the last batch; report seconds,
+    peak RSS and the new day's rows, and check the result against a full `correlate()` of the
+    same events (incremental = full)."""
+    del path
+    return {"skipped": "warehouse.correlation.state exists, but bench/correlate.py "
+                       "measure_incremental is not written yet"}
+
+
+MEASURES = {"floor": measure_floor, "engine": measure_engine,
+            "incremental": measure_incremental}
+
+
+def incremental_ready() -> bool:
+    return importlib.util.find_spec("warehouse.correlation.state") is not None
+
+
+# ---- the parent: generate, run children, report ---------------------------------------------
+
+
+def machine_busy_seconds() -> float:
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def run_child(kind: str, path: Path, timeout: float, extra: list[str] | None = None
+              ) -> dict[str, Any]:
+    """One measurement in a fresh process; `other_cpu` is the rest of the machine's load."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy, started = machine_busy_seconds(), time.monotonic()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.correlate", "--measure", kind, str(path),
+             *(extra or [])], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:  # subprocess.run has killed the child
+        return {"timeout": timeout}
+    if done.returncode != 0:
+        raise RuntimeError(f"{kind} measurement failed:\n{done.stderr[-3000:]}")
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["other_cpu"] = max(0.0, machine_busy_seconds() - busy - child_cpu) / wall
+    return result
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from warehouse.correlation.synthetic import describe, history
+
+    started = time.perf_counter()
+    table = history(n, days=args.days, tenants=args.tenants, seed=args.seed)
+    generated = time.perf_counter() - started
+    shape = describe(table)
+    path = tmp / f"history-{n}.parquet"
+    pq.write_table(table, path)
+    del table
+    log(f"{n:,} events: generated in {generated:.1f} s, {path.stat().st_size / 1e6:.0f} MB "
+        f"of Parquet; {json.dumps(shape)}")
+    kinds = [k for k in ("floor", "engine") if args.only in (None, k)]
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for i in range(args.repeat):
+        for kind in kinds:
+            if any("timeout" in r for r in runs[kind]):
+                continue
+            log(f"  {kind} run {i + 1}/{args.repeat} ...")
+            runs[kind].append(run_child(kind, path, args.timeout))
+            log(f"    {json.dumps(runs[kind][-1])}")
+    out: dict[str, Any] = {"events": n, "generate_seconds": generated,
+                           "parquet_mb": path.stat().st_size / 1e6, "history": shape,
+                           "runs": runs}
+    if args.profile and args.only in (None, "engine"):
+        out["profile"] = profile(path, args)
+    if incremental_ready():
+        out["incremental"] = run_child("incremental", path, args.timeout)
+    else:
+        out["incremental"] = {"skipped": "warehouse.correlation.state does not exist yet"}
+    path.unlink()
+    return out
+
+
+def profile(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The engine once under cProfile: its costliest functions by cumulative time."""
+    import pstats
+
+    stats_path = path.with_suffix(".prof")
+    log("  engine under cProfile ...")
+    run_child("engine", path, args.timeout * 3, ["--profile-out", str(stats_path)])
+    stats = pstats.Stats(str(stats_path))
+    rows = []
+    for (file, line, name), (_cc, calls, own, cumulative, _) in stats.stats.items():
+        where = Path(file).resolve()
+        short = str(where.relative_to(ROOT)) if where.is_relative_to(ROOT) else where.name
+        rows.append({"function": f"{short}:{line}({name})", "calls": calls,
+                     "own_s": own, "cumulative_s": cumulative})
+    rows.sort(key=lambda r: -r["cumulative_s"])
+    return rows[:args.profile]
+
+
+def finished(size: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [r for r in size["runs"].get(kind, []) if "seconds" in r]
+
+
+def seconds_cell(size: dict[str, Any], kind: str) -> tuple[str, float | None]:
+    """'min / median' of one side's runs, and the median."""
+    runs = finished(size, kind)
+    timed_out = " (+ timeout)" if any("timeout" in r for r in size["runs"].get(kind, [])) else ""
+    if not runs:
+        return ("timeout" if timed_out else "-"), None
+    values = [r["seconds"] for r in runs]
+    median = statistics.median(values)
+    return f"{min(values):.2f} / {median:.2f}{timed_out}", median
+
+
+def report(sizes: list[dict[str, Any]]) -> None:
+    print("| events | floor s (min / median) | engine s (min / median) | engine / floor | "
+          "peak RSS floor / engine | slow rows | replayed rows | other CPU |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in sizes:
+        (floor, floor_median), (engine, engine_median) = (
+            seconds_cell(size, "floor"), seconds_cell(size, "engine"))
+        ratio = f"{engine_median / floor_median:.1f}x" if engine_median and floor_median else "-"
+        rss = " / ".join(f"{max(r['peak_rss_mb'] for r in finished(size, k)):,.0f} MB"
+                         if finished(size, k) else "-" for k in ("floor", "engine"))
+        runs = finished(size, "engine")
+        slow, replayed = ((f"{runs[0]['slow_rows']:,}", f"{runs[0]['replayed_rows']:,}")
+                          if runs else ("-", "-"))
+        others = [r["other_cpu"] for k in ("floor", "engine") for r in finished(size, k)]
+        other = f"{max(others):.0%} max" if others else "-"
+        print(f"| {size['events']:,} | {floor} | {engine} | {ratio} | {rss} | {slow} | "
+              f"{replayed} | {other} |")
+    print()
+    for size in sizes:
+        runs = finished(size, "engine")
+        if runs:
+            funnel = runs[0]["funnel"]
+            shown = ", ".join(f"{k} {funnel[k]:,}" for k in FUNNEL_SHOWN)
+            reduction = 1 - funnel["incidents"] / max(funnel["events_accepted"], 1)
+            print(f"- {size['events']:,} events, funnel over all tenants: {shown}; "
+                  f"noise reduction 1 − I/E_acc = {reduction:.1%}")
+        incremental = size["incremental"]
+        print(f"- {size['events']:,} events, incremental (one new day after the history): "
+              f"{incremental.get('skipped') or json.dumps(incremental)}")
+        if size.get("profile"):
+            print(f"- {size['events']:,} events, engine profile (cProfile adds overhead), "
+                  "costliest by cumulative time:")
+        for row in size.get("profile", []):
+            print(f"    {row['cumulative_s']:8.2f} s cum  {row['own_s']:8.2f} s own  "
+                  f"{row['calls']:>10,}  {row['function']}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, action="append",
+                        help="history size; repeat for several (default 1,000,000)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--tenants", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--only", choices=("floor", "engine"), help="measure one side only")
+    parser.add_argument("--timeout", type=float, default=900.0,
+                        help="seconds before one measurement is stopped")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="also profile the engine once and show its N costliest functions")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    parser.add_argument("--measure", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        kind, path = args.measure
+        result = (measure_engine(Path(path), args.profile_out) if kind == "engine"
+                  else MEASURES[kind](Path(path)))
+        print(json.dumps(result))
+        return 0
+
+    header = {"at": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC", "host": platform.node(),
+              "cpus": os.cpu_count(), "python": platform.python_version(),
+              "load_average": os.getloadavg()[0], "repeat": args.repeat}
+    log(json.dumps(header))
+    sizes = []
+    with tempfile.TemporaryDirectory(prefix="aw-bench-correlate-") as tmp:
+        for n in args.events or [1_000_000]:
+            sizes.append(run_size(n, args, Path(tmp)))
+    if args.json:
+        print(json.dumps({**header, "sizes": sizes}, indent=2))
+    else:
+        print(f"{header['at']}, {header['host']}, {header['cpus']} CPUs, Python "
+              f"{header['python']}, load average {header['load_average']:.2f} at start, "
+              f"{args.repeat} alternating runs per side")
+        print()
+        report(sizes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
