@@ -71,17 +71,17 @@ def check(events: list[Event], timeline: SettingsTimeline,
     got = engine_result(events, timeline, as_of)
     try:
         _compare(got, expected)
-    except AssertionError:
-        print("events (seq order):")
-        for e in sorted(events, key=lambda e: e.ingest_seq):
-            print(f"  {e.ingest_seq:>3} {e.event_id:>4} {e.tenant_id} {e.status:8} "
+    except AssertionError as exc:  # name the history, so a shrunk example can be read
+        lines = ["events (seq order):"]
+        lines += [f"  {e.ingest_seq:>3} {e.event_id:>4} {e.tenant_id} {e.status:8} "
                   f"fp={e.source}/{e.source_fingerprint!r} asset={e.asset!r} "
                   f"sig={e.signature} occ={e.occurred_at and e.occurred_at.time()} "
                   f"rcv={e.received_at.time()} did={e.delivery_id} body={e.body_sha256!r} "
-                  f"dup={e.duplicate} labels={dict(e.labels)}")
-        print("as_of", as_of, [(v.label, v.effective_us, v.settings.to_dict())
-                               for v in timeline.versions])
-        raise
+                  f"dup={e.duplicate} labels={dict(e.labels)}"
+                  for e in sorted(events, key=lambda e: e.ingest_seq)]
+        lines.append(f"as_of {as_of} " + repr([(v.label, v.effective_us, v.settings.to_dict())
+                                              for v in timeline.versions]))
+        raise AssertionError(f"{exc}\n" + "\n".join(lines)) from exc
     return expected
 
 

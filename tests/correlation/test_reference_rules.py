@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.correlation.engine_adapter import check
 from tests.correlation.reference import (
     Event,
     ReferenceCorrelator,
@@ -21,7 +22,6 @@ from tests.correlation.reference import (
     constant_settings,
     correlate,
 )
-from tests.correlation.engine_adapter import check
 from warehouse.correlation.timeline import SettingsTimeline, Version, to_us
 from warehouse.correlation_settings import CorrelationSettings
 

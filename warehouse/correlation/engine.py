@@ -194,7 +194,7 @@ def _tables(adm: Admission, timeline: SettingsTimeline, et: EventTime, clock: np
     disposition[et.orphan] = ORPHAN
     member = disposition == MEMBER
     rule_names = pa.array(list(RULES) + [r or "" for r in DISPOSITION_RULES], pa.string())
-    rule_code = np.where(member, et.rule, len(RULES) + disposition)
+    rule_code = np.where(member & (et.rule >= 0), et.rule, len(RULES) + disposition)
     has_inc = et.incident >= 0
     inc_of = pa.array(np.where(has_inc, et.incident, 0))
     null_str = pa.nulls(len(adm.seq), pa.string())

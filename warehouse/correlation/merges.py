@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from warehouse.correlation.admission import ADMITTED, Admission
-from warehouse.correlation.events import SEVERITIES
+from warehouse.correlation.events import POINT, RESOLVED, SEVERITIES
+from warehouse.correlation.rules import OPENS, R5B
 from warehouse.correlation.sequential import Inc, Rows, SequentialPass
 from warehouse.correlation.sessions import NONE, STATUSES, status_of
 from warehouse.correlation.timeline import SettingsTimeline
@@ -113,6 +114,9 @@ class Replay:
             self.order.append(entry)
             self._feed(i)
             return []
+        if self._absorb(i, at):
+            insort(self.order, entry)
+            return []
         start = at - 1
         while start >= 0 and not self.restart[self.order[start][2]]:
             start -= 1
@@ -133,7 +137,7 @@ class Replay:
         for _, _, row in self.order[start:]:
             self._feed(row)
             self.replayed += 1
-        merges = []
+        merges: list[Merge] = []
         for inc in self.walk.incidents:
             members = set(inc.rows)
             bridged = sorted((records[first] for first in records if first in members),
@@ -141,6 +145,45 @@ class Replay:
             survivor = bridged[0][1]["first_event_id"] if bridged else None
             merges.extend(Merge(record, str(survivor)) for _, record in bridged[1:])
         return merges
+
+
+    def _absorb(self, i: int, at: int) -> bool:
+        """Add a late point, or a late re-send inside its open occurrence, to the incident
+        that holds the events around it, when that provably changes nothing else: no new
+        occurrence, no later end of openness, no new last_activity, no reopen, no cap."""
+        r, walk = self.r, self.walk
+        status, t = r.status[i], r.time[i]
+        if status == RESOLVED:
+            return False
+        after = next((row for _, _, row in self.order[at:] if r.status[row] != RESOLVED), None)
+        if after is None or after not in walk.incident_of:
+            return False
+        if walk.rule[after] in OPENS:
+            return False
+        index = walk.incident_of[after]
+        inc = walk.incidents[index]
+        if t > inc.first_time + r.cap[i]:
+            return False
+        occ = None
+        if status == POINT:
+            if r.key_missing[i] or r.key[i] != inc.key:
+                return False
+        else:
+            occ = next((o for o in reversed(walk.history.get(r.alert[i], []))
+                        if o.fires[0] <= t), None)
+            if occ is None or occ.key != inc.key or index not in occ.incidents:
+                return False
+            later = bisect_right(occ.fires, t)
+            if later == len(occ.fires) or occ.fires[later] > t + r.stale_after[i]:
+                return False  # the last firing, or one its T_stale would not reach
+            insort(occ.fires, t)
+        inc.rows.append(i)
+        inc.counted += 1
+        inc.points += status == POINT
+        walk.incident_of[i] = index
+        walk.rule[i] = R5B
+        self.restart[i] = False
+        return True
 
 
 def _components(adm: Admission, rows: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ class Occ:
     resolved_at: int | None = None
     superseded: bool = False
     incidents: list[int] = field(default_factory=list)
+    fires: list[int] = field(default_factory=list)  # firing times, ascending
 
 
 @dataclass(eq=False)
@@ -110,6 +111,7 @@ class SequentialPass:
         self.occs: list[Occ] = []
         self.latest: dict[int, int] = {}  # key -> incident index
         self.current: dict[int, Occ] = {}  # alert -> latest occurrence
+        self.history: dict[int, list[Occ]] = {}  # alert -> its occurrences, in time order
         self.where: dict[int, int] = {}  # id(occ) -> incident it joined last
         self.incident_of: dict[int, int] = {}  # row -> incident index
         self.rule: dict[int, int] = {}
@@ -225,8 +227,10 @@ class SequentialPass:
                 occ.superseded = True  # R8: closed stale
             occ = Occ(key, missing, t + r.stale_after[i])
             self.current[r.alert[i]] = occ
+            self.history.setdefault(r.alert[i], []).append(occ)
             self.occs.append(occ)
         occ.end = t + r.stale_after[i]
+        occ.fires.append(t)
         self.where[id(occ)] = index
         inc = self.incidents[index]
         if index not in occ.incidents:

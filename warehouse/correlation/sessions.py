@@ -268,8 +268,9 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
             row = korder[lo + i]
             out_incident[row] = base + walk.incident_of[i]
             out_rule[row] = walk.rule[i]
+            gap = walk.gap[i]
             if i:  # the first keeps its gap to the stretch before
-                out_gap[row] = NONE if walk.gap[i] is None else walk.gap[i]
+                out_gap[row] = NONE if gap is None else gap
         if hi < m and same[hi]:  # the next stretch's gap is to this one's latest incident
             out_gap[korder[hi]] = t[hi] - walk.incidents[walk.latest[int(k[lo])]].last
         walked.append(walked_incidents(walk, base))
@@ -285,7 +286,7 @@ def walked_incidents(walk: SequentialPass, base: int) -> Incidents:
     r = walk.r
     incs = walk.incidents
 
-    def column(values: list, dtype: type = np.int64) -> np.ndarray:  # type: ignore[type-arg]
+    def column(values: list, dtype: type = np.int64) -> np.ndarray:
         return np.array(values, dtype)
 
     return Incidents(

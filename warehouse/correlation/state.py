@@ -1,0 +1,357 @@
+"""Incremental correlation: stored results brought up to date batch by batch, exactly as a
+full recompute would leave them, touching only the keys and time ranges a batch affects.
+
+State lives in DuckDB tables (schema `corr`): the events with their arrival decisions, the
+live incidents with their lifecycle, every event's explanation, the merge log and each
+tenant's clock. `apply(batch)` takes events that arrived after everything stored (higher
+`ingest_seq`, any event times):
+
+1. Arrival decisions (R2, R9, R11) depend only on earlier events of the same delivery id,
+   body hash or alert; those stored rows are read as context with their stored decisions.
+2. The keys the batch touches (its events' own keys, and the keys of its alerts' stored
+   events) are recomputed from their last restartable incident at or before the batch's
+   earliest event time on that key: an incident opened with nothing of its key open, so
+   everything before it stays as stored. Keys an alert spans together restart from their
+   beginning.
+3. Merge replay (R10) runs on those keys with the stored rows as history.
+
+Statuses depend on the tenant clock, so they are computed when results are read, from each
+incident's stored lifecycle. `result()` returns the same `Correlation` shape as `correlate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from warehouse.correlation.admission import admit
+from warehouse.correlation.engine import (
+    FUNNEL_FIELDS,
+    INCIDENTS,
+    LIFECYCLE,
+    MEMBERSHIPS,
+    MERGE_LOG,
+    Correlation,
+    correlate,
+)
+from warehouse.correlation.events import EVENTS, conform
+from warehouse.correlation.sessions import NONE, STATUSES, status_of
+from warehouse.correlation.timeline import SettingsTimeline
+
+SCHEMA = "corr"
+_FATES = "CASE disposition WHEN 'duplicate' THEN 1 WHEN 'too_late' THEN 2 ELSE 0 END"
+_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.events (
+    tenant_id VARCHAR, event_id VARCHAR, ingest_seq BIGINT, source VARCHAR,
+    source_fingerprint VARCHAR, asset VARCHAR, signature VARCHAR, severity VARCHAR,
+    status VARCHAR, occurred_at TIMESTAMPTZ, received_at TIMESTAMPTZ,
+    labels MAP(VARCHAR, VARCHAR), delivery_id VARCHAR, body_sha256 VARCHAR, duplicate BOOLEAN,
+    fate TINYINT, stale_resolve BOOLEAN, agg_key VARCHAR, event_time_us BIGINT,
+    alert VARCHAR, delivery VARCHAR, body VARCHAR);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.clocks (tenant_id VARCHAR PRIMARY KEY, clock_us BIGINT);
+"""
+
+
+@dataclass
+class Applied:
+    """What one batch touched (the benchmark and the tests read it)."""
+
+    events: int
+    keys: int
+    region_rows: int
+    context_rows: int
+    slow_rows: int
+    replayed_rows: int
+
+
+def _alert(prefix: str = "") -> str:
+    p = prefix
+    return f"{p}tenant_id || chr(31) || {p}source || chr(31) || {p}source_fingerprint"
+
+
+class CorrelationState:
+    """Stored correlation results on a DuckDB connection, kept equal to a full recompute."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline) -> None:
+        self.con = con
+        self.timeline = timeline
+        for statement in _DDL.split(";"):
+            if statement.strip():
+                _run(con, statement)
+        self._create_like("incidents", pa.unify_schemas([INCIDENTS, LIFECYCLE]))
+        self._create_like("memberships", MEMBERSHIPS)
+        self._create_like("merges", MERGE_LOG)
+
+    def _create_like(self, name: str, schema: pa.Schema) -> None:
+        self.con.register("empty_like", schema.empty_table())
+        _run(self.con,
+             f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{name} AS SELECT * FROM empty_like LIMIT 0")
+        self.con.unregister("empty_like")
+
+    # ---- writing ------------------------------------------------------------------------
+
+    def apply(self, batch: pa.Table) -> Applied:
+        """Bring the stored results up to date with `batch` (all later arrivals)."""
+        batch = conform(batch)
+        if batch.num_rows == 0:
+            return Applied(0, 0, 0, 0, 0, 0)
+        stored_max = self.con.execute(f"SELECT max(ingest_seq) FROM {SCHEMA}.events").fetchall()[0]
+        first_seq = pc.min(batch.column("ingest_seq")).as_py()
+        if stored_max and stored_max[0] is not None and first_seq <= stored_max[0]:
+            raise ValueError(f"batch ingest_seq {first_seq} is not after the stored "
+                             f"{stored_max[0]}: batches must arrive in ingest order")
+        con = self.con
+        _run(con, "BEGIN TRANSACTION")
+        try:
+            applied = self._apply(batch, first_seq)
+            _run(con, "COMMIT")
+        except BaseException:
+            _run(con, "ROLLBACK")
+            raise
+        return applied
+
+    def _apply(self, batch: pa.Table, first_seq: int) -> Applied:
+        con = self.con
+        if not self._count("events"):
+            out = correlate(batch, self.timeline)
+            self._store(out, batch, region_ids=None, restart_gaps=None)
+            return Applied(batch.num_rows, 0, 0, 0, out.slow_rows, out.replayed_rows)
+        adm = admit(batch, self.timeline)
+        con.register("info", pa.table({
+            "own_key": adm.keys.take(pa.array(adm.key)),
+            "alert": pc.binary_join_element_wise(
+                adm.table.column("tenant_id"), adm.table.column("source"),
+                adm.table.column("source_fingerprint"), "\x1f"),
+            "time_us": pa.array(adm.time), "status": adm.table.column("status"),
+            "admitted": pa.array(adm.fate == 0),
+        }))
+        con.register("incoming", batch)
+        _run(con, "CREATE OR REPLACE TEMP TABLE b_info AS SELECT * FROM info")
+        for sql in _TOUCHED:
+            _run(con, sql)
+        context = con.sql(_INPUT).to_arrow_table()
+        region_ids = con.sql("SELECT event_id FROM region").to_arrow_table()
+        restart_gaps = con.sql(f"""
+            SELECT m.event_id, m.gap_us FROM {SCHEMA}.memberships m
+            JOIN region e USING (event_id) JOIN restart r ON e.agg_key = r.agg_key
+            WHERE e.event_time_us = r.time_us AND e.ingest_seq = r.seq""").to_arrow_table()
+        base = dict(con.execute(f"SELECT tenant_id, clock_us FROM {SCHEMA}.clocks").fetchall())
+        rows = pa.concat_tables([
+            context.cast(_INPUT_SCHEMA),
+            batch.append_column("stale_resolve", pa.nulls(batch.num_rows, pa.bool_()))
+                 .append_column("context_only", pa.array([False] * batch.num_rows)),
+        ])
+        out = correlate(rows, self.timeline, base_clock=base, quiet_below=first_seq)
+        keys = self._count("restart")
+        _run(con, f"""
+            DELETE FROM {SCHEMA}.incidents i USING restart r
+            WHERE i.agg_key = r.agg_key AND (epoch_us(i.first_seen) > r.time_us OR
+                  (epoch_us(i.first_seen) = r.time_us AND i.first_seq >= r.seq))""")
+        self._store(out, batch, region_ids, restart_gaps)
+        n_context = int(pc.sum(context.column("context_only")).as_py() or 0)
+        return Applied(batch.num_rows, keys, region_ids.num_rows, n_context, out.slow_rows,
+                       out.replayed_rows)
+
+    def _store(self, out: Correlation, batch: pa.Table, region_ids: pa.Table | None,
+               restart_gaps: pa.Table | None) -> None:
+        con = self.con
+        con.register("live", out.incidents.filter(pc.is_null(out.incidents.column("merged_into"))))
+        con.register("lifecycle", out.lifecycle)
+        con.register("batch", batch)
+        if region_ids is not None:
+            con.register("region_ids", region_ids)
+        if restart_gaps is not None:
+            con.register("restart_gaps", restart_gaps)
+        _run(con, f"""INSERT INTO {SCHEMA}.incidents BY NAME
+                        SELECT * FROM live JOIN lifecycle USING (incident_id)""")
+        con.register("memberships", out.memberships)
+        if region_ids is not None:
+            _run(con, f"DELETE FROM {SCHEMA}.memberships WHERE event_id IN "
+                        "(SELECT event_id FROM region_ids)")
+        _run(con, f"INSERT INTO {SCHEMA}.memberships BY NAME SELECT * FROM memberships")
+        if restart_gaps is not None and restart_gaps.num_rows:
+            _run(con, f"""UPDATE {SCHEMA}.memberships m SET gap_us = g.gap_us
+                            FROM restart_gaps g WHERE m.event_id = g.event_id""")
+        if region_ids is not None:
+            _run(con, f"""UPDATE {SCHEMA}.events e SET agg_key = m.agg_key
+                            FROM memberships m WHERE e.event_id = m.event_id
+                            AND e.event_id IN (SELECT event_id FROM region_ids)""")
+        _run(con, f"""
+            INSERT INTO {SCHEMA}.events BY NAME
+            SELECT b.*, {_FATES} AS fate, m.disposition = 'stale_resolve' AS stale_resolve,
+                   m.agg_key, epoch_us(m.event_time) AS event_time_us,
+                   {_alert('b.')} AS alert,
+                   CASE WHEN b.delivery_id IS NOT NULL
+                        THEN b.tenant_id || chr(31) || b.source || chr(31) || b.delivery_id
+                   END AS delivery,
+                   CASE WHEN b.delivery_id IS NULL AND b.body_sha256 <> ''
+                        THEN b.tenant_id || chr(31) || b.body_sha256 END AS body
+            FROM batch b JOIN memberships m USING (event_id)""")
+        con.register("merge_log", out.merge_log)
+        _run(con, f"INSERT INTO {SCHEMA}.merges BY NAME SELECT * FROM merge_log")
+        _run(con, f"""
+            INSERT OR REPLACE INTO {SCHEMA}.clocks
+            SELECT tenant_id, max(clock) FROM (
+                SELECT tenant_id, clock_us AS clock FROM {SCHEMA}.clocks
+                UNION ALL SELECT tenant_id, greatest(epoch_us(received_at),
+                       coalesce(CASE WHEN disposition IN ('duplicate', 'too_late') THEN NULL
+                                     ELSE epoch_us(event_time) END, epoch_us(received_at)))
+                FROM memberships
+            ) GROUP BY tenant_id""")
+
+    def _count(self, table: str) -> int:
+        name = table if table in ("restart",) else f"{SCHEMA}.{table}"
+        return int(self.con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def result(self) -> Correlation:
+        """The stored results, statuses at each tenant's clock: a full recompute's answer."""
+        con = self.con
+        stored = con.sql(f"""
+            SELECT i.*, c.clock_us FROM {SCHEMA}.incidents i JOIN {SCHEMA}.clocks c
+            USING (tenant_id) ORDER BY tenant_id, first_seen, incident_id""").to_arrow_table()
+        column = {name: _us(stored.column(name)) for name in (
+            "occurrences", "resolved_occurrences", "last_resolve_us", "open_until_us",
+            "window_us", "clock_us")}
+        status, resolved_at = status_of(
+            column["occurrences"], column["resolved_occurrences"], column["last_resolve_us"],
+            column["open_until_us"], _us(stored.column("last_activity").cast(pa.int64())),
+            column["window_us"], column["clock_us"])
+        live = stored.select(INCIDENTS.names).set_column(
+            INCIDENTS.get_field_index("status"), "status",
+            pa.array(STATUSES).take(pa.array(status.astype(np.int64)))).set_column(
+            INCIDENTS.get_field_index("resolved_at"), "resolved_at",
+            pa.array(resolved_at, pa.int64(), mask=resolved_at == NONE).cast(
+                INCIDENTS.field("resolved_at").type)).cast(INCIDENTS)
+        lifecycle = stored.select(LIFECYCLE.names).cast(LIFECYCLE)
+        merged = con.sql(f"""
+            SELECT m.* EXCLUDE (merged_into, visible, survivor_event_id, arrival_seq),
+                   o.incident_id AS merged_into, false AS visible
+            FROM {SCHEMA}.merges m JOIN {SCHEMA}.memberships o
+                 ON o.event_id = m.survivor_event_id
+            WHERE m.incident_id NOT IN (SELECT incident_id FROM {SCHEMA}.incidents)
+            QUALIFY row_number() OVER (PARTITION BY m.incident_id ORDER BY m.arrival_seq) = 1
+            ORDER BY m.tenant_id, m.first_seen, m.incident_id""").to_arrow_table()
+        incidents = pa.concat_tables([live, merged.select(INCIDENTS.names).cast(INCIDENTS)])
+        memberships = con.sql(
+            f"SELECT * FROM {SCHEMA}.memberships ORDER BY ingest_seq, event_id"
+        ).to_arrow_table().cast(MEMBERSHIPS)
+        merge_log = con.sql(
+            f"SELECT * FROM {SCHEMA}.merges ORDER BY arrival_seq").to_arrow_table()
+        return Correlation(incidents, memberships, self._funnels(), lifecycle,
+                           merge_log.cast(MERGE_LOG))
+
+    def _funnels(self) -> dict[str, dict[str, int]]:
+        rows = self.con.execute(f"""
+            WITH e AS (
+                SELECT e.tenant_id, m.disposition, m.clock_skew, m.new_alert,
+                       e.fate = 0 AND trim(coalesce(e.asset, ''), ' \t\n\r\x0b\x0c') = ''
+                           AS no_asset
+                FROM {SCHEMA}.events e JOIN {SCHEMA}.memberships m USING (event_id)),
+            i AS (SELECT tenant_id, count(*) FILTER (WHERE visible) AS incidents,
+                         coalesce(sum(event_count) FILTER (WHERE NOT visible), 0) AS below
+                  FROM {SCHEMA}.incidents GROUP BY tenant_id)
+            SELECT e.tenant_id, count(*), count(*) FILTER (WHERE disposition = 'duplicate'),
+                   count(*) FILTER (WHERE new_alert), coalesce(any_value(i.incidents), 0),
+                   coalesce(any_value(i.below), 0),
+                   count(*) FILTER (WHERE disposition = 'too_late'),
+                   count(*) FILTER (WHERE clock_skew),
+                   count(*) FILTER (WHERE disposition = 'orphan_resolved'),
+                   count(*) FILTER (WHERE no_asset),
+                   count(*) FILTER (WHERE disposition = 'stale_resolve')
+            FROM e LEFT JOIN i USING (tenant_id) GROUP BY e.tenant_id ORDER BY e.tenant_id
+        """).fetchall()
+        return {row[0]: dict(zip(FUNNEL_FIELDS, map(int, row[1:]), strict=True))
+                for row in rows}
+
+
+def _run(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Execute a statement for its effect (DuckDB 2.0 wants every result consumed)."""
+    con.execute(sql).fetchall()
+
+
+def _us(column: pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(column.cast(pa.int64()), NONE).to_numpy(zero_copy_only=False)
+
+
+_TOUCHED = [
+    # keys the batch touches, with the earliest batch event time on each
+    f"""CREATE OR REPLACE TEMP TABLE touched AS
+        SELECT k AS agg_key, min(time_us) AS tmin FROM (
+            SELECT own_key AS k, time_us FROM b_info WHERE admitted
+            UNION ALL
+            SELECT e.agg_key, b.time_us FROM {SCHEMA}.events e
+            JOIN b_info b ON e.alert = b.alert WHERE e.agg_key IS NOT NULL AND b.admitted
+        ) GROUP BY k""",
+    # (key, alert) pairs of those keys; keys an alert spans restart from their beginning
+    f"""CREATE OR REPLACE TEMP TABLE pairs AS
+        SELECT DISTINCT agg_key, alert FROM {SCHEMA}.events
+        WHERE agg_key IN (SELECT agg_key FROM touched)
+        UNION SELECT own_key, alert FROM b_info WHERE admitted""",
+    """CREATE OR REPLACE TEMP TABLE shared_keys AS
+        SELECT DISTINCT agg_key FROM pairs WHERE alert IN (
+            SELECT alert FROM pairs GROUP BY alert HAVING count(DISTINCT agg_key) > 1)""",
+    f"""CREATE OR REPLACE TEMP TABLE restart AS
+        SELECT t.agg_key,
+               CASE WHEN s.agg_key IS NULL THEN coalesce(r.time_us, {NONE})
+                    ELSE {NONE} END AS time_us,
+               CASE WHEN s.agg_key IS NULL THEN coalesce(r.seq, {NONE})
+                    ELSE {NONE} END AS seq
+        FROM touched t LEFT JOIN shared_keys s USING (agg_key) LEFT JOIN (
+            SELECT agg_key, time_us, seq FROM (
+                SELECT i.agg_key, epoch_us(i.first_seen) AS time_us, i.first_seq AS seq,
+                       row_number() OVER (PARTITION BY i.agg_key
+                                          ORDER BY epoch_us(i.first_seen) DESC,
+                                                   i.first_seq DESC) AS rn
+                FROM {SCHEMA}.incidents i JOIN touched t USING (agg_key)
+                WHERE i.restartable AND epoch_us(i.first_seen) <= t.tmin)
+            WHERE rn = 1) r USING (agg_key)""",
+    # stored rows recomputed: the touched keys from their restart, and orphan resolves of
+    # their alerts (a late firing can make one effective)
+    f"""CREATE OR REPLACE TEMP TABLE region AS
+        SELECT e.* FROM {SCHEMA}.events e JOIN restart r USING (agg_key)
+        WHERE e.event_time_us > r.time_us
+           OR (e.event_time_us = r.time_us AND e.ingest_seq >= r.seq)
+        UNION ALL
+        SELECT e.* FROM {SCHEMA}.events e JOIN (
+            SELECT p.alert, min(r.time_us) AS time_us FROM pairs p JOIN restart r USING (agg_key)
+            GROUP BY p.alert) a USING (alert)
+        WHERE e.fate = 0 AND e.agg_key IS NULL AND NOT e.stale_resolve
+          AND e.event_time_us >= a.time_us""",
+    # stored rows read for the batch's arrival decisions (R2 groups, R11 firings)
+    f"""CREATE OR REPLACE TEMP TABLE history AS
+        SELECT e.* FROM {SCHEMA}.events e WHERE e.delivery IN (
+            SELECT tenant_id || chr(31) || source || chr(31) || delivery_id FROM incoming
+            WHERE delivery_id IS NOT NULL)
+        UNION SELECT e.* FROM {SCHEMA}.events e WHERE e.body IN (
+            SELECT tenant_id || chr(31) || body_sha256 FROM incoming
+            WHERE delivery_id IS NULL AND body_sha256 <> '')
+        UNION SELECT e.* FROM {SCHEMA}.events e
+        WHERE e.status = 'firing' AND e.fate = 0
+          AND e.alert IN (SELECT alert FROM b_info WHERE status = 'resolved')""",
+]
+_INPUT_SCHEMA = pa.schema(list(EVENTS) + [pa.field("stale_resolve", pa.bool_()),
+                                          pa.field("context_only", pa.bool_())])
+_INPUT = f"""
+    SELECT {', '.join(EVENTS.names[:-1])}, fate = 1 AS duplicate, stale_resolve,
+           false AS context_only FROM region
+    UNION ALL
+    SELECT {', '.join(EVENTS.names[:-1])}, fate = 1 AS duplicate, stale_resolve,
+           true AS context_only FROM history
+    WHERE event_id NOT IN (SELECT event_id FROM region)"""
+
+
+def batches(table: pa.Table, sizes: list[int]) -> Iterator[pa.Table]:
+    """Split `table` (any order) into consecutive ingest_seq batches of the given sizes."""
+    ordered = table.sort_by("ingest_seq")
+    at = 0
+    for size in sizes:
+        yield ordered.slice(at, size)
+        at += size
