@@ -13,19 +13,22 @@ noise on this shared 2-core machine hits both alike, `--repeat` times each:
 - engine: `pyarrow.parquet.read_table` then `correlate(table, defaults)`: reading is timed.
 
 Every measurement runs in a fresh Python process (`--measure KIND PATH`, one JSON line out):
-its peak RSS (`ru_maxrss`) is then its own, and no run inherits another's heap. The clock starts
-after the imports. Reported: min and median wall seconds, engine/floor ratio of the medians,
-peak RSS, the engine's `slow_rows` (walked because an incident hit its cap) and
-`replayed_rows` (replayed to find R10 merges), the funnel summed over tenants, and `other CPU`,
-the busy share of the machine not used by the measured process (figures taken while it is
-high are not comparable). `--profile N` runs the engine once more under cProfile and prints
-its N costliest functions by cumulative time. Progress goes to stderr; the table, or with
-`--json` one JSON document, to stdout.
+its peak RSS (`VmHWM`; `ru_maxrss` would carry the parent's peak over) is then its own, and no
+run inherits another's heap. The clock starts after the imports; the source digest of the
+engine's modules is recorded with each run, and the report warns when it changed between runs
+(another engineer editing the engine mid-benchmark). Reported: min and median wall seconds,
+engine/floor ratio of the medians, peak RSS, the engine's `slow_rows` (walked because an
+incident hit its cap) and `replayed_rows` (replayed to find R10 merges), the funnel summed
+over tenants, and `other CPU`, the busy share of the machine not used by the measured process
+(figures taken while it is high are not comparable). `--profile N` runs the engine once more
+under cProfile and prints its N costliest functions by cumulative time. Progress goes to
+stderr; the table, or with `--json` one JSON document, to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -51,7 +54,21 @@ FUNNEL_SHOWN = ("events_accepted", "duplicates", "alerts", "incidents", "too_lat
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+    """This process's peak RSS. Not `ru_maxrss`: Linux carries it over from the parent across
+    fork and exec, so a child of a large parent would report the parent's peak."""
+    status = Path("/proc/self/status").read_text()
+    return int(status.split("VmHWM:", 1)[1].split()[0]) / 1024  # kB
+
+
+def engine_digest() -> str:
+    """12 hex of the imported engine modules' sources: runs of different code never mix
+    unnoticed (the engine may change while a long benchmark runs)."""
+    digest = hashlib.sha256()
+    for name in sorted(sys.modules):
+        module = sys.modules[name]
+        if name.startswith("warehouse.correlation") and getattr(module, "__file__", None):
+            digest.update(name.encode() + Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def measure_floor(path: Path) -> dict[str, Any]:
@@ -92,8 +109,9 @@ def measure_engine(path: Path, profile_out: Path | None = None) -> dict[str, Any
         profiler.dump_stats(profile_out)
     funnel = {name: sum(f[name] for f in result.funnel.values()) for name in FUNNEL_FIELDS}
     return {"seconds": seconds, "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
-            "slow_rows": result.slow_rows, "replayed_rows": result.replayed_rows,
-            "incident_rows": result.incidents.num_rows, "funnel": funnel}
+            "engine_digest": engine_digest(), "slow_rows": result.slow_rows,
+            "replayed_rows": result.replayed_rows, "incident_rows": result.incidents.num_rows,
+            "funnel": funnel}
 
 
 def measure_incremental(path: Path) -> dict[str, Any]:
@@ -220,6 +238,11 @@ def seconds_cell(size: dict[str, Any], kind: str) -> tuple[str, float | None]:
     return f"{min(values):.2f} / {median:.2f}{timed_out}", median
 
 
+def spread(values: list[int]) -> str:
+    return "-" if not values else (f"{min(values):,}" if min(values) == max(values)
+                                   else f"{min(values):,}-{max(values):,}")
+
+
 def report(sizes: list[dict[str, Any]]) -> None:
     print("| events | floor s (min / median) | engine s (min / median) | engine / floor | "
           "peak RSS floor / engine | slow rows | replayed rows | other CPU |")
@@ -231,8 +254,7 @@ def report(sizes: list[dict[str, Any]]) -> None:
         rss = " / ".join(f"{max(r['peak_rss_mb'] for r in finished(size, k)):,.0f} MB"
                          if finished(size, k) else "-" for k in ("floor", "engine"))
         runs = finished(size, "engine")
-        slow, replayed = ((f"{runs[0]['slow_rows']:,}", f"{runs[0]['replayed_rows']:,}")
-                          if runs else ("-", "-"))
+        slow, replayed = (spread([r[k] for r in runs]) for k in ("slow_rows", "replayed_rows"))
         others = [r["other_cpu"] for k in ("floor", "engine") for r in finished(size, k)]
         other = f"{max(others):.0%} max" if others else "-"
         print(f"| {size['events']:,} | {floor} | {engine} | {ratio} | {rss} | {slow} | "
@@ -240,8 +262,12 @@ def report(sizes: list[dict[str, Any]]) -> None:
     print()
     for size in sizes:
         runs = finished(size, "engine")
+        digests = sorted({r["engine_digest"] for r in runs})
+        if len(digests) > 1:
+            print(f"- {size['events']:,} events: WARNING, the engine's code changed between "
+                  f"runs (source digests {', '.join(digests)}): its figures do not compare")
         if runs:
-            funnel = runs[0]["funnel"]
+            funnel = runs[-1]["funnel"]
             shown = ", ".join(f"{k} {funnel[k]:,}" for k in FUNNEL_SHOWN)
             reduction = 1 - funnel["incidents"] / max(funnel["events_accepted"], 1)
             print(f"- {size['events']:,} events, funnel over all tenants: {shown}; "

@@ -22,9 +22,18 @@ def assert_same(state: CorrelationState, events: list[Event],
                 timeline: SettingsTimeline) -> None:
     full = correlate(events_table(events), timeline)
     got = state.result()
-    assert got.funnel == full.funnel
-    assert got.memberships.to_pylist() == full.memberships.to_pylist()
-    assert got.incidents.to_pylist() == full.incidents.to_pylist()
+    try:
+        assert got.funnel == full.funnel
+        assert got.memberships.to_pylist() == full.memberships.to_pylist()
+        assert got.incidents.to_pylist() == full.incidents.to_pylist()
+    except AssertionError as exc:
+        lines = [f"{e.ingest_seq} {e.event_id} {e.status} {e.source}/{e.source_fingerprint} "
+                 f"{e.asset!r} {e.signature} occ={e.occurred_at} rcv={e.received_at} "
+                 f"did={e.delivery_id} body={e.body_sha256} dup={e.duplicate} {dict(e.labels)}"
+                 for e in sorted(events, key=lambda e: e.ingest_seq)]
+        lines.append(repr([(v.label, v.effective_us, v.settings.to_dict())
+                           for v in timeline.versions]))
+        raise AssertionError(f"{exc}\n" + "\n".join(lines)) from exc
 
 
 @settings(max_examples=150, deadline=None,

@@ -140,7 +140,7 @@ def correlate(events: pa.Table, timeline: SettingsTimeline, as_of: int | None = 
     base = np.array([(base_clock or {}).get(t, NONE) for t in adm.tenants], np.int64)
     clock = clocks(adm, as_of, base_clock)
     et = correlate_event_time(adm, timeline, clock)
-    found = find_merges(adm, timeline, as_of, base, quiet_below)
+    found = find_merges(adm, timeline, et, as_of, base, quiet_below)
     return _tables(adm, timeline, et, clock, *found)
 
 

@@ -27,7 +27,7 @@ from warehouse.correlation.admission import ADMITTED, Admission
 from warehouse.correlation.events import POINT, RESOLVED, SEVERITIES
 from warehouse.correlation.rules import OPENS, R5B
 from warehouse.correlation.sequential import Inc, Rows, SequentialPass
-from warehouse.correlation.sessions import NONE, STATUSES, status_of
+from warehouse.correlation.sessions import NONE, STATUSES, EventTime, status_of
 from warehouse.correlation.timeline import SettingsTimeline
 
 
@@ -186,6 +186,55 @@ class Replay:
         return True
 
 
+def _may_merge(adm: Admission, timeline: SettingsTimeline, et: EventTime, rows: np.ndarray,
+               component: np.ndarray, late: np.ndarray, incremental: bool) -> np.ndarray:
+    """Components worth replaying: with a late arrival, and with an event that opened an
+    incident when it arrived (its arrived predecessor more than W before it) but does not
+    open one in the end, or a late resolve (it can split an occurrence), or a span longer
+    than the cap M, or several keys.
+
+    Without those, no incident visible before a late arrival can have been bridged: the
+    first event of a merged incident must have opened it on arrival, and an event that
+    joined on arrival (gap <= W) joins forever, as later arrivals only narrow its gap. A
+    full run may also skip events that open an incident in the end (a record of a live
+    incident is dropped); an incremental run cannot know the end, so it does not.
+    """
+    time = adm.time[rows]
+    seq = adm.seq[rows]
+    earlier = pd.Series(time).groupby(component, sort=False).cummax().groupby(
+        component, sort=False).shift(1).to_numpy()
+    out_of_order = time < np.nan_to_num(earlier, nan=float(NONE))
+    predecessor = np.where(np.isnan(earlier), np.nan, earlier)
+    # a late row's predecessor on arrival: the latest earlier-arrived row not after it
+    order = np.lexsort((seq, time, component))
+    where = np.empty(len(rows), np.int64)
+    where[order] = np.arange(len(rows))
+    ordered_component, ordered_seq = component[order], seq[order]
+    for i in np.flatnonzero(out_of_order).tolist():
+        j = where[i] - 1
+        while j >= 0 and ordered_component[j] == component[i] and ordered_seq[j] > seq[i]:
+            j -= 1
+        found = j >= 0 and ordered_component[j] == component[i]
+        predecessor[i] = time[order[j]] if found else np.nan
+    window = timeline.column(adm.version[rows], "window")
+    opened = np.isnan(predecessor) | (time - np.nan_to_num(predecessor) > window)
+    first = np.zeros(len(adm.seq), bool)
+    first[et.incidents.first_row] = True
+    resolve = adm.status[rows] == RESOLVED
+    if not incremental:  # in the end: a record of an incident still live is dropped anyway
+        opened &= ~first[rows]
+    suspect = (opened & ~resolve) | (late & resolve) | et.walked[rows]
+    # a cap can open an incident in an earlier state even if none does in the end, and an
+    # alert spanning keys makes "predecessor" ambiguous: replay such components too
+    min_cap = min(int(v.settings.cap.total_seconds() * 1_000_000) for v in timeline.versions)
+    frame = pd.DataFrame({"c": component, "t": time, "k": adm.key[rows]})
+    spans = frame.groupby("c").agg(lo=("t", "min"), hi=("t", "max"), keys=("k", "nunique"))
+    wide = spans.index[(spans["hi"] - spans["lo"] > min_cap) | (spans["keys"] > 1)]
+    has_late = np.unique(component[late])
+    suspects = np.union1d(np.unique(component[suspect]), wide.to_numpy())
+    return np.intersect1d(has_late, suspects)
+
+
 def _components(adm: Admission, rows: np.ndarray) -> np.ndarray:
     """The replay unit of each row: its own key, with keys joined when one alert's events
     carry several (an occurrence's events follow its first firing's key)."""
@@ -212,7 +261,7 @@ def _components(adm: Admission, rows: np.ndarray) -> np.ndarray:
     return np.array([find(k) for k in key.tolist()], np.int64)
 
 
-def find_merges(adm: Admission, timeline: SettingsTimeline, as_of: int | None,
+def find_merges(adm: Admission, timeline: SettingsTimeline, et: EventTime, as_of: int | None,
                 base_clock: np.ndarray, quiet_below: int | None = None,
                 ) -> tuple[list[Merge], int]:
     """Merge records of every key with late arrivals, and how many rows were replayed.
@@ -228,7 +277,7 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, as_of: int | None,
     late = time < np.nan_to_num(earlier, nan=float(NONE))
     if quiet_below is not None:
         late &= adm.seq[rows] >= quiet_below
-    candidates = np.unique(component[late])
+    candidates = _may_merge(adm, timeline, et, rows, component, late, quiet_below is not None)
     if not len(candidates):
         return [], 0
     clock = _clocks_before(adm, as_of, base_clock)
@@ -238,8 +287,11 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, as_of: int | None,
                      for v in timeline.versions)
     merges: list[Merge] = []
     replayed = 0
-    for code in candidates.tolist():
-        index = rows[component == code]
+    by_component = np.argsort(component, kind="stable")  # rows stay in arrival order
+    bounds = np.searchsorted(component[by_component], candidates)
+    ends = np.searchsorted(component[by_component], candidates, side="right")
+    for lo, hi in zip(bounds.tolist(), ends.tolist(), strict=True):
+        index = rows[by_component[lo:hi]]
         replay = Replay(Rows.take(index, **columns), context, max_window)
         seqs = adm.seq[index]
         earlier = seqs < quiet_below if quiet_below is not None else np.zeros(len(index), bool)

@@ -136,12 +136,19 @@ class SequentialPass:
 
     def restartable(self, i: int, max_window: int) -> bool:
         """Could a walk started empty at row i decide everything from i on as this one will?
-        Yes when nothing is open and every key's latest incident ended more than the
-        longest window W before it (so i and later events open a new incident anyway)."""
-        t = self.r.time[i]
-        if self.r.status[i] == RESOLVED or self.anything_open(t):
+        Yes when nothing is open, row i opens a new incident of its key (R5), and every
+        other key's latest incident ended more than the longest window W before it (so their
+        later events open new incidents anyway)."""
+        r = self.r
+        t = r.time[i]
+        if r.status[i] == RESOLVED or self.anything_open(t):
             return False
-        return all(t > self.incidents[index].last + max_window for index in self.latest.values())
+        own = r.key[i]
+        for key, index in self.latest.items():
+            gap = r.window[i] if key == own else max_window
+            if t <= self.incidents[index].last + gap:
+                return False
+        return True
 
     def feed(self, i: int) -> None:
         if self.r.status[i] == RESOLVED:

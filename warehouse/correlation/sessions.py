@@ -79,6 +79,7 @@ class EventTime:
     incidents: Incidents
     first_firing: np.ndarray  # rows that start an occurrence (R3 alerts)
     slow_rows: int  # rows walked sequentially (the benchmark reports it)
+    walked: np.ndarray  # per row: in a stretch walked sequentially (an incident hit its cap)
 
 
 def _previous(values: np.ndarray, same: np.ndarray, fill: int = NONE) -> np.ndarray:
@@ -258,12 +259,14 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     walked: list[Incidents] = []
     base = n_f
     slow_rows = 0
+    walked_rows = np.zeros(n, bool)
     for s in np.flatnonzero(slow).tolist():
         lo, hi = int(start[s]), int(ends[s])
         walk = SequentialPass(Rows.take(korder[lo:hi], **columns))
         for i in range(hi - lo):
             walk.feed(i)
         slow_rows += hi - lo
+        walked_rows[korder[lo:hi]] = True
         for i in range(hi - lo):
             row = korder[lo + i]
             out_incident[row] = base + walk.incident_of[i]
@@ -278,7 +281,7 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     incidents = concat_incidents([fast_inc, *walked])
     out_flap = out_rule == REOPEN
     return EventTime(out_incident, out_rule, out_gap, out_flap, orphan, key, window,
-                     incidents, first_firing, slow_rows)
+                     incidents, first_firing, slow_rows, walked_rows)
 
 
 def walked_incidents(walk: SequentialPass, base: int) -> Incidents:

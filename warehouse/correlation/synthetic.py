@@ -8,8 +8,9 @@ below; those in brackets are what it reports at 1M events with the defaults.
 
 Who and what
 - Tenants: sizes Zipf-like (asset share ∝ rank^-0.9, at least 3 assets each) [the biggest
-  holds ~15 % of the assets and ~18 % of the events]. Each uses 1-3 of the five sources
-  (alertmanager, grafana, datadog, zabbix, cloudwatch); about three in four use Datadog.
+  has ~11 % of the assets and 11-15 % of the events]. Each uses 1-3 of the five sources
+  (alertmanager, grafana, datadog, zabbix, cloudwatch); about four in five use Datadog
+  [events by source: datadog ~49 %, alertmanager ~20 %, grafana ~16 %, the others ~7 % each].
 - Assets: max(300, n_events / 2000); asset names repeat across tenants (R1). Each asset has
   1-6 checks (a check = one rule of one tool), maybe a Datadog event stream, and one
   reachability check that fires only in storms. ~5 % of checks spell their asset in another
@@ -19,29 +20,31 @@ Who and what
   a new alert of the same key. A tenth of the Alertmanager checks of tenants that also use
   Grafana have a Grafana twin (same alertname and asset: two alerts, one key).
 - Popularity: episodes per check are Zipf (∝ rank^-1), so a few hot keys carry much of the
-  volume [top 1 % of keys: ~30 % of the events].
+  volume [top 1 % of keys: ~30 % of the events; 24 % at 50k, 40 % at 10M].
 
 What happens (shares of the non-duplicate events)
-- Stateful episodes (~75 %): fire, are re-sent every r (per check, 5 min-4 h; CloudWatch and
+- Stateful episodes (~79 %): fire, are re-sent every r (per check, 5 min-4 h; CloudWatch and
   a fifth of the checks never re-send), resolve after a log-normal duration (median 30 min,
   1 min-5 days); 5 % never resolve and go stale. The episodes of one check never overlap:
   each resolves before the next fires (hot checks therefore fire and resolve in short bursts).
 - Flapping: 8 % of the checks flap in most episodes (the others in 3 %): 3-14 fire/resolve
   cycles 1-8 minutes apart (30 min to 2 h).
-- Storms (~1 %): ~2.5 per tenant per 30 days; 30-100 % of a tenant's assets (at most 400)
-  fire their reachability check within 4 minutes, re-sent every 5 min, resolved 15-90 min
-  later (5 % never).
-- Point events (~20 %): Datadog events in bursts of 1-10, ~40 s apart.
+- Storms (~1 %; at most 10 %, which small histories reach): ~2.5 per tenant per 30 days;
+  30-100 % of a tenant's assets (at most 400) fire their reachability check within 4 minutes,
+  re-sent every 5 min, resolved 15-90 min later (5 % never).
+- Point events (20 %): Datadog events in bursts of 1-10, ~40 s apart.
 
 How it arrives
 - Delivery latency log-normal, median 0.8 s, at most 60 s. 2 % of the events arrive late,
   2 min-12 h after their event time, and 7 % of those beyond the 24 h lateness horizon
   (25-72 h: R9 too late). 0.3 % carry a clock 6 min-3 h ahead (R9 clock skew); 0.5 % have
-  no occurred_at. Re-sends carry the time they were sent as event time.
+  no occurred_at. Re-sends carry the time they were sent as event time (real Alertmanager
+  and Zabbix re-sends carry the alert's start instead; not modelled: they would all count as
+  late, and those of alerts open for over 24 h as too late).
 - Duplicates: 7 % of all rows. Datadog and CloudWatch events carry a delivery id and their
   retries repeat it (1 s-15 min later); the other sources' duplicates repeat the body hash
-  without a delivery id (30 s-20 h later) [~60 % / ~40 %]. A quarter arrive already flagged
-  `duplicate` (found by the ingest service); R2 must find the rest.
+  without a delivery id (30 s-20 h later) [56 % / 44 % of the unflagged]. A quarter arrive
+  already flagged `duplicate` (found by the ingest service); R2 must find the rest.
 - Every receive time lies in [start, start + days); `ingest_seq` is 1..n in receive-time order
   (ties in generation order); event ids and body hashes are unique except in duplicates.
 """
