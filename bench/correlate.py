@@ -86,7 +86,13 @@ def measure_floor(path: Path) -> dict[str, Any]:
             "peak_rss_mb": peak_rss_mb(), "threads": threads[0] if threads else None}
 
 
-def measure_engine(path: Path, profile_out: Path | None = None) -> dict[str, Any]:
+def measure_events_only(path: Path) -> dict[str, Any]:
+    """The engine without the R10 merge replay (merge records absent, all else equal)."""
+    return measure_engine(path, merges=False)
+
+
+def measure_engine(path: Path, profile_out: Path | None = None,
+                   merges: bool = True) -> dict[str, Any]:
     import cProfile
 
     import pyarrow.parquet as pq
@@ -101,7 +107,7 @@ def measure_engine(path: Path, profile_out: Path | None = None) -> dict[str, Any
     start = time.perf_counter()
     if profiler:
         profiler.enable()
-    result = correlate(pq.read_table(path), timeline)
+    result = correlate(pq.read_table(path), timeline, merges=merges)
     if profiler:
         profiler.disable()
     seconds = time.perf_counter() - start
@@ -115,20 +121,45 @@ def measure_engine(path: Path, profile_out: Path | None = None) -> dict[str, Any
 
 
 def measure_incremental(path: Path) -> dict[str, Any]:
-    """One new day added to 30 days of history, once `warehouse.correlation.state` exists.
+    """One new day added to the history: build the state from every daily batch but the
+    last (not timed), then time adding the last day, and check incremental = full."""
+    import duckdb
+    import pyarrow.parquet as pq
 
-    To write against its announced API (about 20 lines): have `run_size` write a history of
-    `days + 1` days for it; here read it, split it with `synthetic.day_batches`, build the state
-    from every batch but the last (not timed), then time adding the last batch; report seconds,
-    peak RSS and the new day's rows, and check the result against a full `correlate()` of the
-    same events (incremental = full)."""
-    del path
-    return {"skipped": "warehouse.correlation.state exists, but bench/correlate.py "
-                       "measure_incremental is not written yet"}
+    from warehouse.correlation.engine import correlate
+    from warehouse.correlation.state import CorrelationState
+    from warehouse.correlation.synthetic import day_batches
+    from warehouse.correlation.timeline import SettingsTimeline
+    from warehouse.correlation_settings import CorrelationSettings
+
+    timeline = SettingsTimeline.constant(CorrelationSettings())
+    table = pq.read_table(path)
+    days = day_batches(table)
+    state = CorrelationState(duckdb.connect(), timeline)
+    started = time.perf_counter()
+    for batch in days[:-1]:
+        state.apply(batch)
+    history_seconds = time.perf_counter() - started
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    applied = state.apply(days[-1])
+    seconds = time.perf_counter() - start
+    incremental_peak = peak_rss_mb()
+    full = correlate(table, timeline)
+    got = state.result()
+    same = (got.funnel == full.funnel
+            and got.incidents.num_rows == full.incidents.num_rows
+            and got.incidents.equals(full.incidents)
+            and got.memberships.equals(full.memberships))
+    return {"seconds": seconds, "day_rows": days[-1].num_rows, "days": len(days),
+            "history_seconds": history_seconds, "baseline_rss_mb": baseline,
+            "peak_rss_mb": incremental_peak, "keys": applied.keys,
+            "region_rows": applied.region_rows, "replayed_rows": applied.replayed_rows,
+            "equals_full": same}
 
 
 MEASURES = {"floor": measure_floor, "engine": measure_engine,
-            "incremental": measure_incremental}
+            "events_only": measure_events_only, "incremental": measure_incremental}
 
 
 def incremental_ready() -> bool:
@@ -183,7 +214,7 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     del table
     log(f"{n:,} events: generated in {generated:.1f} s, {path.stat().st_size / 1e6:.0f} MB "
         f"of Parquet; {json.dumps(shape)}")
-    kinds = [k for k in ("floor", "engine") if args.only in (None, k)]
+    kinds = [k for k in ("floor", "events_only", "engine") if args.only in (None, k)]
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     for i in range(args.repeat):
         for kind in kinds:
@@ -197,7 +228,7 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                            "runs": runs}
     if args.profile and args.only in (None, "engine"):
         out["profile"] = profile(path, args)
-    if incremental_ready():
+    if incremental_ready() and args.only in (None, "incremental"):
         out["incremental"] = run_child("incremental", path, args.timeout)
     else:
         out["incremental"] = {"skipped": "warehouse.correlation.state does not exist yet"}
@@ -244,21 +275,24 @@ def spread(values: list[int]) -> str:
 
 
 def report(sizes: list[dict[str, Any]]) -> None:
-    print("| events | floor s (min / median) | engine s (min / median) | engine / floor | "
-          "peak RSS floor / engine | slow rows | replayed rows | other CPU |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| events | floor s (min / median) | without merge replay s | ratio | "
+          "engine s (min / median) | engine / floor | peak RSS floor / without / engine | "
+          "slow rows | replayed rows | other CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for size in sizes:
-        (floor, floor_median), (engine, engine_median) = (
-            seconds_cell(size, "floor"), seconds_cell(size, "engine"))
+        (floor, floor_median), (engine, engine_median), (bare, bare_median) = (
+            seconds_cell(size, "floor"), seconds_cell(size, "engine"),
+            seconds_cell(size, "events_only"))
         ratio = f"{engine_median / floor_median:.1f}x" if engine_median and floor_median else "-"
+        bare_ratio = f"{bare_median / floor_median:.2f}x" if bare_median and floor_median else "-"
         rss = " / ".join(f"{max(r['peak_rss_mb'] for r in finished(size, k)):,.0f} MB"
-                         if finished(size, k) else "-" for k in ("floor", "engine"))
+                         if finished(size, k) else "-" for k in ("floor", "events_only", "engine"))
         runs = finished(size, "engine")
         slow, replayed = (spread([r[k] for r in runs]) for k in ("slow_rows", "replayed_rows"))
         others = [r["other_cpu"] for k in ("floor", "engine") for r in finished(size, k)]
         other = f"{max(others):.0%} max" if others else "-"
-        print(f"| {size['events']:,} | {floor} | {engine} | {ratio} | {rss} | {slow} | "
-              f"{replayed} | {other} |")
+        print(f"| {size['events']:,} | {floor} | {bare} | {bare_ratio} | {engine} | {ratio} | "
+              f"{rss} | {slow} | {replayed} | {other} |")
     print()
     for size in sizes:
         runs = finished(size, "engine")
@@ -291,7 +325,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--tenants", type=int, default=50)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=("floor", "engine"), help="measure one side only")
+    parser.add_argument("--only", choices=("floor", "events_only", "engine", "incremental"),
+                        help="measure one kind only")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds before one measurement is stopped")
     parser.add_argument("--profile", type=int, default=0, metavar="N",

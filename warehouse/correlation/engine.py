@@ -130,17 +130,19 @@ def incident_ids(tenants: pa.Array, keys: pa.Array, first_event_ids: pa.Array) -
 
 def correlate(events: pa.Table, timeline: SettingsTimeline, as_of: int | None = None,
               base_clock: dict[str, int] | None = None,
-              quiet_below: int | None = None) -> Correlation:
+              quiet_below: int | None = None, merges: bool = True) -> Correlation:
     """Correlate every event of `events` (engine `EVENTS` columns) under `timeline`.
 
     `base_clock` and `quiet_below` serve incremental runs (`state.py`): tenant clocks of
     earlier runs, and the first ingest_seq of this run (earlier rows are history).
+    `merges=False` skips the R10 arrival replay: incidents and explanations are the same,
+    merge records are missing (the benchmark uses it to show what the replay costs).
     """
     adm = admit(events, timeline)
     base = np.array([(base_clock or {}).get(t, NONE) for t in adm.tenants], np.int64)
     clock = clocks(adm, as_of, base_clock)
     et = correlate_event_time(adm, timeline, clock)
-    found = find_merges(adm, timeline, et, as_of, base, quiet_below)
+    found = find_merges(adm, timeline, et, as_of, base, quiet_below) if merges else ([], 0)
     return _tables(adm, timeline, et, clock, *found)
 
 

@@ -190,12 +190,14 @@ def _may_merge(adm: Admission, timeline: SettingsTimeline, et: EventTime, rows: 
                component: np.ndarray, late: np.ndarray, incremental: bool) -> np.ndarray:
     """Components worth replaying: with a late arrival, and with an event that opened an
     incident when it arrived (its arrived predecessor more than W before it) but does not
-    open one in the end, or a late resolve (it can split an occurrence), or a span longer
-    than the cap M, or several keys.
+    open one in the end, or a late resolve (it can split an occurrence), or a stretch that
+    reached its cap, or several keys.
 
     Without those, no incident visible before a late arrival can have been bridged: the
     first event of a merged incident must have opened it on arrival, and an event that
-    joined on arrival (gap <= W) joins forever, as later arrivals only narrow its gap. A
+    joined on arrival (gap <= W) joins forever, as later arrivals only narrow its gap and,
+    without late resolves, only widen openness. Nor can a cap open one earlier: an incident
+    of an earlier state lies inside one stretch of the end, which never reached its cap. A
     full run may also skip events that open an incident in the end (a record of a live
     incident is dropped); an incremental run cannot know the end, so it does not.
     """
@@ -224,12 +226,10 @@ def _may_merge(adm: Admission, timeline: SettingsTimeline, et: EventTime, rows: 
     if not incremental:  # in the end: a record of an incident still live is dropped anyway
         opened &= ~first[rows]
     suspect = (opened & ~resolve) | (late & resolve) | et.walked[rows]
-    # a cap can open an incident in an earlier state even if none does in the end, and an
-    # alert spanning keys makes "predecessor" ambiguous: replay such components too
-    min_cap = min(int(v.settings.cap.total_seconds() * 1_000_000) for v in timeline.versions)
-    frame = pd.DataFrame({"c": component, "t": time, "k": adm.key[rows]})
-    spans = frame.groupby("c").agg(lo=("t", "min"), hi=("t", "max"), keys=("k", "nunique"))
-    wide = spans.index[(spans["hi"] - spans["lo"] > min_cap) | (spans["keys"] > 1)]
+    # an alert spanning keys makes "predecessor" ambiguous: replay such components too
+    frame = pd.DataFrame({"c": component, "k": adm.key[rows]})
+    keys = frame.groupby("c")["k"].nunique()
+    wide = keys.index[keys > 1]
     has_late = np.unique(component[late])
     suspects = np.union1d(np.unique(component[suspect]), wide.to_numpy())
     return np.intersect1d(has_late, suspects)
