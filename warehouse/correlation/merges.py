@@ -203,18 +203,25 @@ def _may_merge(adm: Admission, timeline: SettingsTimeline, et: EventTime, rows: 
     """
     time = adm.time[rows]
     seq = adm.seq[rows]
-    earlier = pd.Series(time).groupby(component, sort=False).cummax().groupby(
+    resolve = adm.status[rows] == RESOLVED
+    # predecessors are firings and points only: a resolve may be an orphan, in no incident
+    candidate_time = np.where(resolve, NONE, time)
+    earlier = pd.Series(candidate_time).groupby(component, sort=False).cummax().groupby(
         component, sort=False).shift(1).to_numpy()
+    earlier = np.where(earlier == float(NONE), np.nan, earlier)
     out_of_order = time < np.nan_to_num(earlier, nan=float(NONE))
-    predecessor = np.where(np.isnan(earlier), np.nan, earlier)
-    # a late row's predecessor on arrival: the latest earlier-arrived row not after it
+    predecessor = earlier.copy()
+    # an out-of-order row's predecessor on arrival: the latest earlier-arrived firing or
+    # point not after it
     order = np.lexsort((seq, time, component))
     where = np.empty(len(rows), np.int64)
     where[order] = np.arange(len(rows))
     ordered_component, ordered_seq = component[order], seq[order]
-    for i in np.flatnonzero(out_of_order).tolist():
+    ordered_resolve = resolve[order]
+    for i in np.flatnonzero(out_of_order & ~resolve).tolist():
         j = where[i] - 1
-        while j >= 0 and ordered_component[j] == component[i] and ordered_seq[j] > seq[i]:
+        while j >= 0 and ordered_component[j] == component[i] and (
+                ordered_seq[j] > seq[i] or ordered_resolve[j]):
             j -= 1
         found = j >= 0 and ordered_component[j] == component[i]
         predecessor[i] = time[order[j]] if found else np.nan
@@ -222,7 +229,6 @@ def _may_merge(adm: Admission, timeline: SettingsTimeline, et: EventTime, rows: 
     opened = np.isnan(predecessor) | (time - np.nan_to_num(predecessor) > window)
     first = np.zeros(len(adm.seq), bool)
     first[et.incidents.first_row] = True
-    resolve = adm.status[rows] == RESOLVED
     if not incremental:  # in the end: a record of an incident still live is dropped anyway
         opened &= ~first[rows]
     suspect = (opened & ~resolve) | (late & resolve) | et.walked[rows]
