@@ -231,7 +231,8 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if incremental_ready() and args.only in (None, "incremental"):
         out["incremental"] = run_child("incremental", path, args.timeout)
     else:
-        out["incremental"] = {"skipped": "warehouse.correlation.state does not exist yet"}
+        out["incremental"] = {"skipped": "not asked for (--only)" if incremental_ready()
+                              else "warehouse.correlation.state does not exist"}
     path.unlink()
     return out
 
