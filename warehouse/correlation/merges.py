@@ -122,13 +122,14 @@ class Replay:
             start -= 1
         start = max(start, 0)
         cut = self.order[start][:2] if self.order else (0, 0)
-        position = {row: (t, s) for t, s, row in self.order}
+        r = self.r
         kept, before = [], []
         for inc, walk in self.incidents:
-            if position[inc.first] < cut:
+            at_first = (r.time[inc.first], r.seq[inc.first])
+            if at_first < cut:
                 kept.append((inc, walk))
             elif self.context.visible(inc, self.r):
-                before.append((position[inc.first], inc, walk))
+                before.append((at_first, inc, walk))
         records = {inc.first: (pos, self.context.record(inc, walk, clock))
                    for pos, inc, walk in before}
         insort(self.order, entry)
