@@ -92,7 +92,7 @@ def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
         raise ValueError(f"unknown event status(es): {', '.join(sorted(map(str, unknown)))}")
     status = np.array([STATUS_CODES[s] for s in status_dict.to_pylist()], np.int8)[status_codes]
 
-    duplicate = _duplicates(table, tenant_codes, received)
+    duplicate = _duplicates(table, received)
 
     # R9 under the settings in force at receive time.
     at_receipt = timeline.lookup(tenant_codes, tenants, received)
@@ -127,7 +127,7 @@ def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
     )
 
 
-def _duplicates(table: pa.Table, tenant: np.ndarray, received: np.ndarray) -> np.ndarray:
+def _duplicates(table: pa.Table, received: np.ndarray) -> np.ndarray:
     """R2 in arrival order: a delivery id per (tenant, source) forever; without one, the body
     hash per tenant within 24 h of the last accepted holder (as the ingest service does)."""
     flagged = table.column("duplicate").to_numpy(zero_copy_only=False).astype(bool)
@@ -157,7 +157,6 @@ def _duplicates(table: pa.Table, tenant: np.ndarray, received: np.ndarray) -> np
                 duplicate[row] = True
             else:
                 held_id, held_at = code, received[row]
-    del tenant
     return duplicate
 
 
@@ -178,7 +177,6 @@ def _own_keys(table: pa.Table, version: np.ndarray,
     spec_of_version = {i: v.settings.key for i, v in enumerate(timeline.versions)}
     keys = pa.nulls(n, pa.string())
     missing = np.zeros(n, bool)
-    tenant = table.column("tenant_id")
     for spec in specs:
         wanted = np.array([spec_of_version[v] == spec for v in range(len(timeline.versions))])
         rows = np.flatnonzero(wanted[version])
@@ -211,7 +209,6 @@ def _own_keys(table: pa.Table, version: np.ndarray,
         missing[rows] = spec_missing
         keys = _scatter(keys, rows, joined)
     codes, dictionary = _codes(keys)
-    del tenant
     return codes, dictionary, missing
 
 
