@@ -69,5 +69,15 @@ def test_every_source_lands_in_the_lake(tmp_path: Path) -> None:
 
         assert wait_for(sources, 30, lambda: f"sources in the lake; log:\n{server.log()}") \
             == expected
-        routes = {r["route"] for r in read_rows(lake, "raw/requests", ["route"])}
-        assert routes == {route for route, _, _ in posts} | {"cloudwatch-sns"}
+        # one flush writes raw/alerts, then raw/requests: wait for the second table too
+        wanted = {route for route, _, _ in posts} | {"cloudwatch-sns"}
+
+        def routes() -> set[str] | None:
+            try:
+                found = {r["route"] for r in read_rows(lake, "raw/requests", ["route"])}
+            except FileNotFoundError:
+                return None
+            return found if found >= wanted else None
+
+        assert wait_for(routes, 30, lambda: f"routes in the lake; log:\n{server.log()}") \
+            == wanted
