@@ -44,6 +44,9 @@ def test_first_alert_curl_lands_in_the_lake(tmp_path: Path) -> None:
         lake = open_lake(f"file://{data / 'lake'}")
         rows = wait_for(lambda: lake.read_table("raw/alerts").to_pylist() or None, 20,
                         "the README's alert in raw/alerts")
+        # the same flush writes raw/requests after raw/alerts
+        wait_for(lambda: lake.read_table("raw/requests").num_rows or None, 20,
+                 "the README's request in raw/requests")
     assert [(r["tenant_id"], r["asset"], r["signature"], r["severity"]) for r in rows] == [
         ("acme", "web01", "disk_full", "critical")
     ]
