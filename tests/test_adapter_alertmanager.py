@@ -8,7 +8,6 @@ import base64
 import copy
 import hashlib
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ import service.auth
 from service.adapters import WEBHOOKS, AdapterError, alertmanager
 from service.config import ServiceSettings
 from service.errors import UNAUTHORIZED_MESSAGE
+from tests.support.inprocess import alert_rows
 from tests.support.signing import Credentials
 from warehouse.contracts import MAX_MESSAGE
-from warehouse.lake import open_lake
 from warehouse.registry import Registry
 from warehouse.timestamps import now_us
 
@@ -290,15 +289,6 @@ def basic(user: str, password: bytes) -> dict[str, str]:
     return {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
 
 
-def wait_rows(client: TestClient, settings: ServiceSettings, table: str) -> list[dict[str, Any]]:
-    buffer = client.app.state.runtime.buffer  # type: ignore[attr-defined]
-    deadline = time.monotonic() + 10
-    while buffer.depth_bytes:
-        assert time.monotonic() < deadline, "the flusher did not empty the buffer in time"
-        time.sleep(0.02)
-    return open_lake(settings.resolved_lake_uri).read_table(table).to_pylist()
-
-
 def refused(response: httpx.Response, status: int, code: str) -> str:
     assert response.status_code == status, response.text
     body = response.json()
@@ -315,7 +305,7 @@ def test_bearer_notification_lands_in_the_lake_under_the_tenant(
     receipt = response.json()
     assert (receipt["accepted"], receipt["duplicates"]) == (3, 0)
 
-    rows = {r["event_id"]: r for r in wait_rows(client, settings, "raw/alerts")}
+    rows = {r["event_id"]: r for r in alert_rows(client, settings, "raw/alerts")}
     assert sorted(rows) == sorted(receipt["ids"])
     expected = EXPECTED["group_mixed.json"]
     document = fixture("group_mixed.json")
@@ -333,7 +323,7 @@ def test_bearer_notification_lands_in_the_lake_under_the_tenant(
         assert (row["severity_mapped"], row["has_resolve_path"], row["truncated_alerts"]) == (
             want["severity_mapped"], True, 0)
         assert row["missing_asset"] is (want["asset"] is None)
-    [archived] = wait_rows(client, settings, "raw/requests")
+    [archived] = alert_rows(client, settings, "raw/requests")
     assert archived["body"] == body  # byte-exact: Go's escapes and the trailing newline
     assert (archived["route"], archived["tenant_id"], archived["event_count"]) == (
         "alertmanager", "acme", 3)
@@ -358,14 +348,14 @@ def test_renotifications_of_unchanged_alerts_are_duplicates(
     third = client.post(ROUTE, content=fixture_bytes("group_mixed.json"), headers=bearer(other))
     assert (third.json()["accepted"], third.json()["duplicates"]) == (3, 0), third.text
 
-    rows = wait_rows(client, settings, "raw/alerts")
+    rows = alert_rows(client, settings, "raw/alerts")
     by_tenant = {t: sorted(r["source_fingerprint"] for r in rows if r["tenant_id"] == t)
                  for t in ("acme", "globex")}
     assert by_tenant["acme"] == sorted(["5ab3f1c0e8e7d3a1", "0f1e2d3c4b5a6978",
                                         "e5b1d5c9a4f2a0b7", "e5b1d5c9a4f2a0b7"])
     assert by_tenant["globex"] == sorted(["5ab3f1c0e8e7d3a1", "0f1e2d3c4b5a6978",
                                           "e5b1d5c9a4f2a0b7"])
-    duplicates = wait_rows(client, settings, "raw/duplicates")
+    duplicates = alert_rows(client, settings, "raw/duplicates")
     assert [(d["tenant_id"], d["source_fingerprint"]) for d in duplicates] == [
         ("acme", "5ab3f1c0e8e7d3a1")]
 
@@ -431,4 +421,4 @@ def test_an_invalid_notification_is_422_with_the_adapters_message(
     assert detail == "alerts[2].startsAt: expected an RFC 3339 string, got int"
     truncated = fixture_bytes("group_mixed.json")[:200]
     refused(client.post(ROUTE, content=truncated, headers=bearer(tenant)), 400, "malformed_json")
-    assert wait_rows(client, settings, "raw/alerts") == []
+    assert alert_rows(client, settings, "raw/alerts") == []
