@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
@@ -316,6 +316,11 @@ def read_settings(path: Path) -> CorrelationSettings:
 def stored_timeline(tenant: str, history: Sequence[SettingsVersion]) -> SettingsTimeline:
     """A tenant's stored settings versions as a timeline, labelled `v<version number>`;
     before the first one (and for other tenants) the defaults, `v0`."""
+    return stored_timelines({tenant: history})
+
+
+def stored_timelines(histories: Mapping[str, Sequence[SettingsVersion]]) -> SettingsTimeline:
+    """Every listed tenant's stored settings versions (see `stored_timeline`)."""
     return SettingsTimeline({tenant: [
         Version(f"v{v.version}", to_us(v.effective_at), v.settings) for v in history
-    ]})
+    ] for tenant, history in histories.items()})

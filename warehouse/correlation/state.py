@@ -101,11 +101,17 @@ class CorrelationState:
         batch = conform(batch)
         if batch.num_rows == 0:
             return Applied(0, 0, 0, 0, 0, 0)
-        stored_max = self.con.execute(f"SELECT max(ingest_seq) FROM {SCHEMA}.events").fetchall()[0]
+        # Arrival order matters within a tenant only (R1): the batch must come after every
+        # stored event of the tenants it holds.
+        self.con.register("batch_tenants", batch.select(["tenant_id"]))
+        stored_max = self.con.execute(
+            f"SELECT max(ingest_seq) FROM {SCHEMA}.events WHERE tenant_id IN "
+            "(SELECT tenant_id FROM batch_tenants)").fetchall()[0][0]
+        self.con.unregister("batch_tenants")
         first_seq = pc.min(batch.column("ingest_seq")).as_py()
-        if stored_max and stored_max[0] is not None and first_seq <= stored_max[0]:
+        if stored_max is not None and first_seq <= stored_max:
             raise ValueError(f"batch ingest_seq {first_seq} is not after the stored "
-                             f"{stored_max[0]}: batches must arrive in ingest order")
+                             f"{stored_max}: batches must arrive in ingest order")
         con = self.con
         _run(con, "BEGIN TRANSACTION")
         try:
@@ -205,6 +211,22 @@ class CorrelationState:
                 FROM memberships
             ) GROUP BY tenant_id""")
 
+    def forget(self, tenants: list[str]) -> None:
+        """Drop everything stored for `tenants` (before re-applying their events from scratch:
+        changed settings, or events that reached the pipeline out of ingest order)."""
+        if not tenants:
+            return
+        placeholders = ", ".join("?" for _ in tenants)
+        _run(self.con, "BEGIN TRANSACTION")
+        try:
+            for table in ("events", "incidents", "memberships", "merges", "clocks"):
+                self.con.execute(f"DELETE FROM {SCHEMA}.{table} WHERE tenant_id IN "
+                                 f"({placeholders})", tenants).fetchall()
+            _run(self.con, "COMMIT")
+        except BaseException:
+            _run(self.con, "ROLLBACK")
+            raise
+
     def _count(self, table: str) -> int:
         name = table if table in ("restart",) else f"{SCHEMA}.{table}"
         return int(self.con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
@@ -213,6 +235,19 @@ class CorrelationState:
 
     def result(self) -> Correlation:
         """The stored results, statuses at each tenant's clock: a full recompute's answer."""
+        con = self.con
+        incidents, lifecycle = self.incidents()
+        memberships = con.sql(
+            f"SELECT * FROM {SCHEMA}.memberships ORDER BY ingest_seq, event_id"
+        ).to_arrow_table().cast(MEMBERSHIPS)
+        merge_log = con.sql(
+            f"SELECT * FROM {SCHEMA}.merges ORDER BY arrival_seq").to_arrow_table()
+        return Correlation(incidents, memberships, self._funnels(), lifecycle,
+                           merge_log.cast(MERGE_LOG))
+
+    def incidents(self) -> tuple[pa.Table, pa.Table]:
+        """Every incident (INCIDENTS: live ones with their status at the tenant's clock, then
+        merge records) and the live ones' LIFECYCLE."""
         con = self.con
         stored = con.sql(f"""
             SELECT i.*, c.clock_us FROM {SCHEMA}.incidents i JOIN {SCHEMA}.clocks c
@@ -239,14 +274,7 @@ class CorrelationState:
             WHERE m.incident_id NOT IN (SELECT incident_id FROM {SCHEMA}.incidents)
             QUALIFY row_number() OVER (PARTITION BY m.incident_id ORDER BY m.arrival_seq) = 1
             ORDER BY m.tenant_id, m.first_seen, m.incident_id""").to_arrow_table()
-        incidents = pa.concat_tables([live, merged.select(INCIDENTS.names).cast(INCIDENTS)])
-        memberships = con.sql(
-            f"SELECT * FROM {SCHEMA}.memberships ORDER BY ingest_seq, event_id"
-        ).to_arrow_table().cast(MEMBERSHIPS)
-        merge_log = con.sql(
-            f"SELECT * FROM {SCHEMA}.merges ORDER BY arrival_seq").to_arrow_table()
-        return Correlation(incidents, memberships, self._funnels(), lifecycle,
-                           merge_log.cast(MERGE_LOG))
+        return pa.concat_tables([live, merged.select(INCIDENTS.names).cast(INCIDENTS)]), lifecycle
 
     def _funnels(self) -> dict[str, dict[str, int]]:
         rows = self.con.execute(f"""

@@ -67,6 +67,11 @@ class SettingsTimeline:
             out[rows] = np.where(at >= 0, index[np.maximum(at, 0)], 0)
         return out
 
+    def tenant_versions(self, tenant: str) -> list[int]:
+        """Indexes into `versions` a tenant can be correlated under: the default first."""
+        found = self._tenants.get(tenant)
+        return [0] + ([] if found is None else [int(i) for i in found[1]])
+
     def column(self, version_index: np.ndarray, name: str) -> np.ndarray:
         """One settings field (durations in microseconds) for each looked-up version."""
         values = np.array([_field_us(v.settings, name) for v in self.versions], dtype=np.int64)

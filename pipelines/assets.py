@@ -1,0 +1,227 @@
+"""The asset graph: lake → staging → correlation → intermediate → marts → published warehouse.
+
+- `raw_events` (group raw) is partitioned by UTC receive date, like the lake; a run stages the
+  lake files of its days that are not staged yet (a range of days runs as one run).
+- `correlation` (group incidents) brings the engine's stored state up to date with every staged
+  event (incremental = full, issue 4) and writes the tenants, their settings versions and the
+  incidents with their current status. A late event received today can change an incident of
+  any earlier day: the models downstream are rebuilt whole from the state, so every day of
+  every mart is correct, not only today's.
+- One asset per SQL model (`warehouse/models`), its dependencies read from the SQL.
+- `published_warehouse` (group publish) swaps a read-only snapshot of the marts in for readers.
+
+Everything downstream of `raw_events` updates itself (declarative automation) once raw days
+have been staged; `pipelines.sensors` notices new lake files.
+"""
+
+
+import time
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from pipelines.resources import PlatformResource
+from warehouse import incremental, models, staging
+from warehouse.correlation.state import CorrelationState
+from warehouse.publish import publish
+from warehouse.store import scalar
+
+START_DATE = "2020-01-01"
+DAILY = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
+RAW = dg.AssetKey(["raw_events"])
+CORRELATION_STATE = dg.AssetKey(["corr", "correlation_state"])
+PUBLISHED = dg.AssetKey(["published_warehouse"])
+PYTHON_KEYS = {name: dg.AssetKey(name.split(".")) for name in models.PYTHON_MODELS}
+GROUPS = {
+    "staging": "staging", "intermediate": "incidents",
+    "marts.fct_incidents": "incidents", "marts.fct_incident_events": "incidents",
+    "marts.fct_alerts": "incidents", "marts.dim_tenants": "tenants",
+}
+# Downstream of the staged days: update whenever something upstream did, whatever the
+# partition (late data lands in old days) and even with days that have no data.
+UPDATE_ON_NEW_DATA = (
+    dg.AutomationCondition.eager()
+    .without(dg.AutomationCondition.in_latest_time_window())
+    .without(~dg.AutomationCondition.any_deps_missing())
+    .with_label("update on new data")
+)
+
+
+def asset_key(ref: str) -> dg.AssetKey:
+    """The asset that produces a `<schema>.<table>` the SQL reads."""
+    schema, _ = ref.split(".", 1)
+    if schema == "lake":
+        return RAW
+    if schema == "corr":
+        return CORRELATION_STATE
+    return dg.AssetKey(ref.split("."))
+
+
+def group_of(name: str) -> str:
+    return GROUPS.get(name) or GROUPS.get(name.split(".")[0]) or "noise"
+
+
+@dg.asset(
+    key=RAW,
+    group_name="raw",
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    description="Canonical events and exact duplicates as the ingest service stored them in "
+                "the lake (raw/alerts, raw/duplicates), staged into the build file. Grain: one "
+                "row per event received; partitioned by UTC receive date.",
+    kinds={"parquet", "duckdb"},
+)
+def raw_events(context: AssetExecutionContext, platform: PlatformResource
+               ) -> dg.MaterializeResult:
+    lake = platform.lake()
+    files = staging.lake_files(lake)
+    days = [date.fromisoformat(k) for k in context.partition_keys]
+    totals: dict[str, int] = {}
+    tenants: set[str] = set()
+    staged_files = 0
+    spans: list[str] = []
+    with platform.build() as con:
+        for day in days:
+            result = staging.load_day(con, lake, day, files)
+            staged_files += result.files
+            tenants.update(result.tenants)
+            for table, n in result.rows.items():
+                totals[table] = totals.get(table, 0) + n
+            spans += [s for s in (result.received_min, result.received_max) if s]
+            if result.files:
+                context.log.info(f"{day}: staged {result.files} file(s), {result.rows}")
+    return dg.MaterializeResult(metadata={
+        "partitions": ", ".join(context.partition_keys[:3])
+                      + (" …" if len(context.partition_keys) > 3 else ""),
+        "files_staged": staged_files,
+        "events_staged": totals.get("raw/alerts", 0),
+        "duplicates_staged": totals.get("raw/duplicates", 0),
+        "tenants": len(tenants),
+        "received_from": min(spans) if spans else "",
+        "received_to": max(spans) if spans else "",
+    })
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(CORRELATION_STATE, group_name="incidents",
+                     deps=[dg.AssetKey(["staging", "stg_events"])],
+                     description="The correlation engine's stored state (schema corr): events "
+                                 "with their arrival decisions, live incidents with their "
+                                 "lifecycle, every event's explanation, merge records, tenant "
+                                 "clocks. Updated incrementally, equal to a full recompute.",
+                     automation_condition=UPDATE_ON_NEW_DATA, kinds={"duckdb", "python"}),
+        dg.AssetSpec(PYTHON_KEYS["staging.stg_tenants"], group_name="staging",
+                     description="One row per tenant (the registry's, plus any tenant seen "
+                                 "only in the data).",
+                     automation_condition=UPDATE_ON_NEW_DATA, kinds={"duckdb"},
+                     deps=[dg.AssetKey(["staging", "stg_events"])]),
+        dg.AssetSpec(PYTHON_KEYS["staging.stg_settings"], group_name="staging",
+                     description="One row per tenant and correlation settings version (R15), "
+                                 "the defaults (v0) included.",
+                     automation_condition=UPDATE_ON_NEW_DATA, kinds={"duckdb"},
+                     deps=[dg.AssetKey(["staging", "stg_events"])]),
+        dg.AssetSpec(PYTHON_KEYS["intermediate.int_incidents"], group_name="incidents",
+                     description="One row per incident (merge records included) with its "
+                                 "status at its tenant's clock (open, resolved, stale).",
+                     automation_condition=UPDATE_ON_NEW_DATA, kinds={"duckdb"},
+                     deps=[CORRELATION_STATE]),
+    ],
+)
+def correlation(context: AssetExecutionContext, platform: PlatformResource
+                ) -> Iterator[dg.MaterializeResult]:
+    tenants, timeline = platform.tenants()
+    started = time.monotonic()
+    with platform.build() as con:
+        staging.ensure_schema(con)
+        step = incremental.correlate_staged(con, timeline)
+        models.write_tenants(con, tenants, timeline)
+        n_incidents = models.write_incidents(con, CorrelationState(con, timeline))
+        stored = scalar(con, "SELECT count(*) FROM corr.events")
+        settings_rows = scalar(con, "SELECT count(*) FROM staging.stg_settings")
+        tenant_rows = scalar(con, "SELECT count(*) FROM staging.stg_tenants")
+    for tenant, why in step.recomputed.items():
+        context.log.info(f"tenant {tenant} recomputed from scratch: {why}")
+    yield dg.MaterializeResult(asset_key=CORRELATION_STATE, metadata={
+        "new_events": step.events, "events_stored": int(stored or 0),
+        "tenants_updated": len(step.tenants), "keys_touched": step.keys_touched,
+        "tenants_recomputed": ", ".join(f"{t} ({w})" for t, w in step.recomputed.items()),
+        "seconds": round(time.monotonic() - started, 2)})
+    yield dg.MaterializeResult(asset_key=PYTHON_KEYS["staging.stg_tenants"],
+                               metadata={"dagster/row_count": int(tenant_rows or 0)})
+    yield dg.MaterializeResult(asset_key=PYTHON_KEYS["staging.stg_settings"],
+                               metadata={"dagster/row_count": int(settings_rows or 0)})
+    yield dg.MaterializeResult(asset_key=PYTHON_KEYS["intermediate.int_incidents"],
+                               metadata={"dagster/row_count": n_incidents})
+
+
+def _model_asset(m: models.Model) -> dg.AssetsDefinition:
+    is_root = m.name == "staging.stg_events"
+
+    @dg.asset(
+        key=dg.AssetKey(m.name.split(".")),
+        deps=[asset_key(d) for d in m.deps],
+        group_name=group_of(m.name),
+        description=m.description,
+        automation_condition=UPDATE_ON_NEW_DATA,
+        kinds={"duckdb", "sql"},
+    )
+    def build_model(context: AssetExecutionContext, platform: PlatformResource
+                    ) -> dg.MaterializeResult:
+        started = time.monotonic()
+        with platform.build() as con:
+            if is_root:
+                staging.ensure_schema(con)
+            rows = models.build(con, m)
+            metadata: dict[str, Any] = {"dagster/row_count": rows,
+                                           "seconds": round(time.monotonic() - started, 2)}
+            if "day" in _columns(con, m.name):
+                span = con.execute(f"SELECT min(day)::VARCHAR, max(day)::VARCHAR, "
+                                   f"count(DISTINCT day) FROM {m.name}").fetchall()[0]
+                metadata.update({"first_day": span[0] or "", "last_day": span[1] or "",
+                                 "days": int(span[2])})
+            if "tenant_id" in _columns(con, m.name):
+                metadata["tenants"] = int(scalar(
+                    con, f"SELECT count(DISTINCT tenant_id) FROM {m.name}") or 0)
+        return dg.MaterializeResult(metadata=metadata)
+
+    return build_model
+
+
+def _columns(con: object, name: str) -> set[str]:
+    schema, table = name.split(".")
+    rows = con.execute(  # type: ignore[attr-defined]
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ?", [schema, table]).fetchall()
+    return {r[0] for r in rows}
+
+
+MODEL_ASSETS = [_model_asset(m) for m in models.catalog()]
+
+
+@dg.asset(
+    key=PUBLISHED,
+    group_name="publish",
+    deps=[dg.AssetKey(m.name.split(".")) for m in models.marts()],
+    description="The warehouse readers open (AW_WAREHOUSE_PATH): a read-only snapshot of every "
+                "mart, swapped in atomically, so no reader is ever blocked or sees a half-built "
+                "table.",
+    automation_condition=UPDATE_ON_NEW_DATA,
+    kinds={"duckdb"},
+)
+def published_warehouse(context: AssetExecutionContext, platform: PlatformResource
+                        ) -> dg.MaterializeResult:
+    store = platform.store()
+    with platform.build() as con:
+        done = publish(con, store.published_path, models.marts(),
+                       {"source": platform.settings().resolved_lake_uri,
+                        "detail": f"dagster run {context.run_id}"})
+    return dg.MaterializeResult(metadata={
+        "path": str(done.path), "size_bytes": done.size_bytes,
+        **done.tables})
+
+
+ALL_ASSETS = [raw_events, correlation, *MODEL_ASSETS, published_warehouse]

@@ -1,0 +1,41 @@
+-- One row per alert occurrence (R3): the events of one (tenant, source, fingerprint) from the
+-- firing that started it (new_alert) up to the next start, in event time (R14 ties by
+-- ingest_seq); each point event is its own occurrence.
+WITH members AS (
+    SELECT d.*, d.status = 'point' AS is_point,
+           sum(CASE WHEN d.new_alert THEN 1 ELSE 0 END) OVER (
+               PARTITION BY d.tenant_id, d.source, d.source_fingerprint, d.status = 'point'
+               ORDER BY d.event_time, d.ingest_seq
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS occurrence_no
+    FROM intermediate.int_event_decisions d
+    WHERE d.disposition = 'member'
+),
+occurrences AS (
+    SELECT tenant_id, source, source_fingerprint, is_point, occurrence_no,
+           arg_min(event_id, (event_time, ingest_seq)) AS first_event_id,
+           arg_min(incident_id, (event_time, ingest_seq)) AS incident_id,
+           arg_min(agg_key, (event_time, ingest_seq)) AS agg_key,
+           arg_min(asset, (event_time, ingest_seq)) AS asset,
+           arg_min(signature, (event_time, ingest_seq)) AS signature,
+           arg_min(settings_version, (event_time, ingest_seq)) AS settings_version,
+           min(event_time) AS started_at,
+           max(event_time) FILTER (WHERE status <> 'resolved') AS last_fired_at,
+           max(event_time) AS last_event_at,
+           max(event_time) FILTER (WHERE status = 'resolved') AS resolved_at,
+           count(*) AS event_count,
+           count(DISTINCT incident_id) AS incident_count,
+           max(CASE severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'warning' THEN 2
+                             ELSE 1 END) AS severity_rank
+    FROM members
+    WHERE occurrence_no > 0
+    GROUP BY ALL
+)
+SELECT o.*,
+       lead(o.started_at) OVER (
+           PARTITION BY o.tenant_id, o.source, o.source_fingerprint, o.is_point
+           ORDER BY o.occurrence_no) AS next_started_at,
+       c.clock_us,
+       coalesce(s.stale_after_by_source[o.source], s.stale_after_us, 86400000000) AS stale_after_us
+FROM occurrences o
+JOIN corr.clocks c USING (tenant_id)
+LEFT JOIN staging.stg_settings s ON s.tenant_id = o.tenant_id AND s.label = o.settings_version

@@ -1,0 +1,74 @@
+"""The pipeline's own DuckDB file, and the one lock that makes its runs take turns.
+
+Two DuckDB files, on purpose (STACK.md: a DuckDB file is single-writer across processes):
+
+- the **build file** (`$AW_DATA_DIR/pipeline/build.duckdb`) holds staged lake rows, the
+  correlation state and the models while they are built. Only pipeline runs open it, one at
+  a time: `writer()` takes an exclusive `flock` on a sibling lock file first, so a run started
+  by the Dagster daemon and an `aw pipeline run` from cron queue behind each other instead of
+  failing on DuckDB's lock;
+- the **published warehouse** (`AW_WAREHOUSE_PATH`) is a read-only snapshot of the marts that
+  `warehouse.publish` replaces atomically. Readers only ever open that one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from warehouse.config import PlatformSettings
+
+DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
+@dataclass(frozen=True)
+class WarehouseStore:
+    """Where the build file, its lock and the published warehouse live."""
+
+    build_path: Path
+    published_path: Path
+
+    @classmethod
+    def from_settings(cls, settings: PlatformSettings) -> WarehouseStore:
+        return cls(build_path=settings.data_dir / "pipeline" / "build.duckdb",
+                   published_path=settings.resolved_warehouse_path)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.build_path.with_suffix(".lock")
+
+    @contextmanager
+    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The build file, read-write, for as long as the block runs; runs take turns."""
+        self.build_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            con = duckdb.connect(str(self.build_path), config=DUCKDB_CONFIG)
+            try:
+                yield con
+                con.execute("CHECKPOINT").fetchall()
+            finally:
+                con.close()
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def run(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> None:
+    """Execute a statement for its effect (DuckDB 2.0 wants every result consumed)."""
+    con.execute(sql, params or []).fetchall()
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> Any:
+    """The first column of the first row (None without rows)."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows else None
