@@ -12,7 +12,8 @@ from service.app import create_app
 from service.config import get_settings
 
 
-def run_ingest(host: str | None, port: int | None, banner: bool = False) -> None:
+def run_ingest(host: str | None, port: int | None, banner: bool = False,
+               extra_lines: list[str] | None = None) -> None:
     settings = get_settings()
     settings = settings.model_copy(
         update={"host": host or settings.host, "port": port or settings.port}
@@ -24,6 +25,8 @@ def run_ingest(host: str | None, port: int | None, banner: bool = False) -> None
         click.echo(f"  ingest   {base}/v1/alerts   (API docs {base}/docs)")
         click.echo(f"  health   {base}/readyz   metrics {base}/metrics")
         click.echo(f"  lake     {settings.resolved_lake_uri}")
+        for line in extra_lines or []:
+            click.echo(line)
         click.echo("Press Ctrl-C to stop.")
     app = create_app(settings)
     tune_interpreter()

@@ -43,6 +43,8 @@ class SettingsTimeline:
         self._tenants: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for tenant, versions in (by_tenant or {}).items():
             ordered = sorted(versions, key=lambda v: v.effective_us)  # stable: ties keep order
+            if not ordered:
+                continue  # a tenant that never changed its settings runs under the default
             starts = np.array([v.effective_us for v in ordered], dtype=np.int64)
             index = np.arange(len(self.versions), len(self.versions) + len(ordered))
             self.versions.extend(ordered)
