@@ -218,7 +218,7 @@ def published_warehouse(context: AssetExecutionContext, platform: PlatformResour
     with platform.build() as con:
         done = publish(con, store.published_path, models.marts(),
                        {"source": platform.settings().resolved_lake_uri,
-                        "detail": f"dagster run {context.run_id}"})
+                        "detail": f"dagster run {context.run.run_id}"})
     return dg.MaterializeResult(metadata={
         "path": str(done.path), "size_bytes": done.size_bytes,
         **done.tables})

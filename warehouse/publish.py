@@ -1,12 +1,19 @@
-"""Publishing the marts: a complete, read-only DuckDB file swapped in atomically.
+"""Publishing the marts: a complete, read-only DuckDB snapshot swapped in atomically.
 
-Readers (an analyst's `duckdb -readonly`, scripts, the dashboards) open the published file
-read-only and are never blocked: a DuckDB file is single-writer across processes, so the
-pipeline never writes the file readers open. `publish` copies every mart from the build file
-into a new file beside the published one (with each table's and column's documentation as
-DuckDB comments), checkpoints and fsyncs it, then renames it over the published path. A
-reader therefore sees either the previous snapshot or the new one, whole; a connection opened
-before the swap keeps reading the snapshot it opened (the old inode) until it reconnects.
+Readers (an analyst's `duckdb -readonly`, scripts, the dashboards) open the published
+warehouse read-only and are never blocked: a DuckDB file is single-writer across processes,
+so the pipeline never writes a file readers open. `publish` copies every mart from the build
+file into a new snapshot file (`<warehouse>.snapshots/<time>-<id>.duckdb`, each table
+described by a DuckDB comment), checkpoints and fsyncs it, then atomically repoints the
+published path, a symbolic link, at it. A reader therefore sees the previous snapshot or the
+new one, whole; a connection opened before the swap keeps reading its snapshot until it
+reconnects.
+
+Why a link to distinct files rather than renaming over one path: DuckDB caches open databases
+per path inside a process, so a long-lived reader process (the dashboards) reconnecting to a
+path that was renamed over would be handed the old database. `connect_readonly` resolves the
+link first, so every snapshot has its own path. Old snapshots are deleted once `KEEP` newer
+ones exist and they are older than `GRACE` (an open connection keeps reading a deleted file).
 
 `marts.published` (one row) says when the snapshot was built and from what.
 """
@@ -14,10 +21,11 @@ before the swap keeps reading the snapshot it opened (the old inode) until it re
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -25,6 +33,10 @@ import duckdb
 from warehouse.files import fsync_path
 from warehouse.models import Model
 from warehouse.store import DUCKDB_CONFIG, run, scalar
+
+
+KEEP = 3
+GRACE = timedelta(minutes=10)
 
 
 class WarehouseNotPublished(FileNotFoundError):
@@ -39,12 +51,18 @@ class Published:
     size_bytes: int
 
 
+def snapshots_dir(target: Path) -> Path:
+    return target.with_name(f"{target.stem}.snapshots")
+
+
 def publish(con: duckdb.DuckDBPyConnection, target: Path, marts: Sequence[Model],
             info: Mapping[str, object] | None = None) -> Published:
-    """Copy `marts` from the build connection into a new file and swap it in at `target`."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    """Copy `marts` from the build connection into a new snapshot and point `target` at it."""
+    folder = snapshots_dir(target)
+    folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
+    snapshot = folder / f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}.duckdb"
+    tmp = folder / f".{snapshot.name}.tmp"
     tables: dict[str, int] = {}
     alias = "snapshot_" + uuid.uuid4().hex[:8]
     try:
@@ -64,14 +82,28 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, marts: Sequence[Model]
             run(con, f"CHECKPOINT {alias}")
         finally:
             run(con, f"DETACH {alias}")
-        fsync_path(str(tmp))
-        os.replace(tmp, target)
-        fsync_path(str(target.parent))
+        fsync_path(tmp)
+        os.replace(tmp, snapshot)
+        fsync_path(folder)
+        link = target.with_name(f".{target.name}.{uuid.uuid4().hex}.link")
+        link.symlink_to(snapshot.relative_to(target.parent))
+        os.replace(link, target)
+        fsync_path(target.parent)
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
             if leftover.exists():
                 leftover.unlink()
-    return Published(target, tables, now, target.stat().st_size)
+    _prune(folder, keep=snapshot)
+    return Published(target, tables, now, snapshot.stat().st_size)
+
+
+def _prune(folder: Path, keep: Path) -> None:
+    """Delete snapshots beyond the newest `KEEP` that are older than `GRACE`."""
+    snapshots = sorted(folder.glob("*.duckdb"), reverse=True)  # names sort by time
+    cutoff = time.time() - GRACE.total_seconds()
+    for old in snapshots[KEEP:]:
+        if old != keep and old.stat().st_mtime < cutoff:
+            old.unlink(missing_ok=True)
 
 
 def connect_readonly(path: Path) -> duckdb.DuckDBPyConnection:
@@ -79,7 +111,7 @@ def connect_readonly(path: Path) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise WarehouseNotPublished(
             f"no warehouse at {path} yet: run `aw pipeline run` (or `aw up`) first")
-    return duckdb.connect(str(path), read_only=True, config=DUCKDB_CONFIG)
+    return duckdb.connect(str(path.resolve()), read_only=True, config=DUCKDB_CONFIG)
 
 
 def _quoted(value: object) -> str:
