@@ -18,7 +18,6 @@ from warehouse.correlation.timeline import SettingsTimeline
 from warehouse.synthetic_lake import write_events
 
 
-
 def QUIET(_line: str) -> None:  # noqa: N802 - a constant-like callable: no progress output
     pass
 
