@@ -1,0 +1,153 @@
+"""The Dagster code location: it loads, tells the story of the data, and its pieces work
+in-process (assets with `dg.materialize`, the sensor with `build_sensor_context`, checks that
+fail on bad data)."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from pipelines.assets import ALL_ASSETS, DAILY, RAW, raw_events
+from pipelines.checks import ALL_CHECKS
+from pipelines.definitions import defs
+from pipelines.resources import PlatformResource, resources
+from pipelines.run import run_once
+from pipelines.sensors import RANGE_END, RANGE_START, lake_files_sensor
+from tests.pipelines.conftest import DAY, at, rows, write
+from warehouse import models
+from warehouse.store import run as run_sql
+
+
+def _quiet(_line: str) -> None:
+    pass
+
+
+def test_definitions_load_with_every_asset_described_and_grouped() -> None:
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = graph.get_all_asset_keys()
+    for m in models.catalog():
+        assert dg.AssetKey(m.name.split(".")) in keys
+    for key in keys:
+        node = graph.get(key)
+        assert node.description and "row" in node.description.lower() or key in {
+            dg.AssetKey(["published_warehouse"]), dg.AssetKey(["corr", "correlation_state"]),
+            dg.AssetKey(["staging", "stg_settings"])}, key
+        assert node.group_name != "default", key
+    groups = {graph.get(k).group_name for k in keys}
+    assert {"raw", "staging", "incidents", "noise", "publish"} <= groups
+    assert graph.get(RAW).partitions_def == DAILY
+    # the marts read what the SQL says they read
+    fct_noise = graph.get(dg.AssetKey(["marts", "fct_noise_daily"]))
+    assert dg.AssetKey(["marts", "fct_incidents"]) in fct_noise.parent_keys
+    sensors = {s.name for s in defs.sensors or []}
+    assert {"lake_files_sensor", "update_marts_on_new_data"} <= sensors
+
+
+def test_every_mart_has_a_unique_key_check() -> None:
+    checked = {c.asset_key for check in ALL_CHECKS for c in check.check_specs}
+    for m in models.marts():
+        assert m.key, f"{m.name} declares no key"
+        assert dg.AssetKey(m.name.split(".")) in checked
+
+
+def test_raw_partition_stages_only_new_files(lake) -> None:
+    write(lake, [{"id": "e1", "t": at("10:00:00")}, {"id": "e2", "t": at("11:00:00")}])
+    day = DAY.date().isoformat()
+    first = dg.materialize([raw_events], partition_key=day, resources=resources())
+    assert first.success
+    (mat,) = first.asset_materializations_for_node("raw_events")
+    assert mat.metadata["events_staged"].value == 2
+    assert mat.metadata["files_staged"].value == 1
+    again = dg.materialize([raw_events], partition_key=day, resources=resources())
+    (mat,) = again.asset_materializations_for_node("raw_events")
+    assert mat.metadata["events_staged"].value == 0  # idempotent: nothing staged twice
+
+
+def test_sensor_requests_one_range_run_for_new_days_then_nothing(lake) -> None:
+    write(lake, [{"id": "e1", "t": at("10:00:00")},
+                 {"id": "e2", "t": at("10:00:00", DAY.replace(day=5))}])
+    platform = PlatformResource()
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"platform": platform})
+        result = lake_files_sensor(context)
+        assert isinstance(result, dg.SensorResult)
+        (request,) = result.run_requests or []
+        assert request.tags[RANGE_START] == "2026-11-02"
+        assert request.tags[RANGE_END] == "2026-11-05"
+        cursor = result.cursor
+        assert set(json.loads(cursor or "{}")) == {"2026-11-02", "2026-11-05"}
+        context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                          resources={"platform": platform})
+        assert isinstance(lake_files_sensor(context), dg.SkipReason)
+        write(lake, [{"id": "e3", "t": at("12:00:00"), "seq": 10}], prefix="more")
+        context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                          resources={"platform": platform})
+        result = lake_files_sensor(context)
+        (request,) = result.run_requests or []
+        assert request.tags[RANGE_START] == request.tags[RANGE_END] == "2026-11-02"
+
+
+def test_key_check_fails_on_a_duplicate_key(lake, published) -> None:
+    write(lake, [{"id": "e1", "t": at("10:00:00")}])
+    run_once(echo=_quiet)
+    with PlatformResource().build() as con:  # corrupt a mart behind the pipeline's back
+        run_sql(con, "INSERT INTO marts.fct_incidents SELECT * FROM marts.fct_incidents")
+    check = next(c for c in ALL_CHECKS
+                 if any(s.asset_key == dg.AssetKey(["marts", "fct_incidents"])
+                        for s in c.check_specs))
+    result = dg.materialize([*ALL_ASSETS, check],
+                            selection=dg.AssetSelection.checks(check), resources=resources(),
+                            raise_on_error=False)
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert evaluation.metadata["failing_rows"].value == 1
+
+
+def test_funnel_order_check_fails_when_alerts_exceed_events(lake) -> None:
+    write(lake, [{"id": "e1", "t": at("10:00:00")}])
+    run_once(echo=_quiet)
+    with PlatformResource().build() as con:
+        run_sql(con, "UPDATE marts.fct_noise_daily SET alerts = unique_events + 1")
+    check = next(c for c in ALL_CHECKS if "funnel_order" in {s.name for s in c.check_specs})
+    result = dg.materialize([*ALL_ASSETS, check],
+                            selection=dg.AssetSelection.checks(check), resources=resources(),
+                            raise_on_error=False)
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+
+
+def test_run_once_skips_when_up_to_date_and_rebuilds_on_new_settings(lake, data_dir) -> None:
+    from warehouse.config import platform_settings
+    from warehouse.registry import Registry
+
+    with Registry.open(platform_settings()) as registry:
+        registry.create_tenant("acme", name="Acme Corp")
+    write(lake, [{"id": "e1", "t": at("10:00:00")}, {"id": "e2", "t": at("10:10:00")}])
+    assert not run_once(echo=_quiet).up_to_date
+    assert run_once(echo=_quiet).up_to_date
+    with Registry.open(platform_settings()) as registry:
+        registry.set_settings("acme", {"window": "5m"}, effective_at=DAY)
+    summary = run_once(echo=_quiet)
+    assert not summary.up_to_date
+    state = summary.steps["corr/correlation_state"]
+    assert "acme (settings changed)" in str(state["tenants_recomputed"])
+
+
+@pytest.mark.parametrize("window,incidents", [("15m", 1), ("5m", 2)])
+def test_tenant_settings_decide_the_incidents(lake, published, window, incidents) -> None:
+    from warehouse.config import platform_settings
+    from warehouse.registry import Registry
+
+    with Registry.open(platform_settings()) as registry:
+        registry.create_tenant("acme", name="Acme Corp")
+        registry.set_settings("acme", {"window": window}, effective_at=DAY.replace(day=1))
+    write(lake, [{"id": "e1", "t": at("10:00:00")}, {"id": "e2", "t": at("10:10:00")}])
+    run_once(echo=_quiet)
+    con = published()
+    assert rows(con, "SELECT incidents FROM marts.fct_noise_daily") == [{"incidents": incidents}]
+    (tenant,) = rows(con, "SELECT name, settings_version, window_seconds FROM marts.dim_tenants")
+    assert tenant["name"] == "Acme Corp"
+    assert tenant["settings_version"] == "v1"
