@@ -20,7 +20,7 @@ incidents AS (
            count(*) FILTER (WHERE counted) AS incidents,
            count(*) FILTER (WHERE counted AND linked_to IS NOT NULL) AS linked_incidents,
            count(*) FILTER (WHERE merged_into IS NOT NULL) AS merged_incidents,
-           coalesce(sum(event_count) FILTER (WHERE NOT visible AND merged_into IS NULL), 0)
+           coalesce(sum(event_count) FILTER (WHERE NOT visible AND merged_into IS NULL), 0)::BIGINT
                AS below_threshold,
            count(*) FILTER (WHERE counted AND flap_count >= 1) AS flapping_incidents,
            count(*) FILTER (WHERE counted AND recurs) AS recurring_incidents,

@@ -11,7 +11,7 @@ WITH events AS (
 incidents AS (
     SELECT tenant_id, day, agg_key, count(*) AS incidents,
            count(*) FILTER (WHERE flap_count >= 1) AS flapping_incidents,
-           sum(flap_count) AS flaps
+           sum(flap_count)::BIGINT AS flaps
     FROM marts.fct_incidents WHERE counted GROUP BY ALL
 )
 SELECT tenant_id, day, agg_key, e.asset, e.signature, coalesce(e.sources, []) AS sources,

@@ -6,8 +6,8 @@ totals AS (
     SELECT k.tenant_id, k.agg_key, any_value(k.asset) AS asset,
            any_value(k.signature) AS signature,
            list_sort(list_distinct(flatten(list(k.sources)))) AS sources,
-           sum(k.member_events) AS member_events, sum(k.incidents) AS incidents,
-           sum(k.flapping_incidents) AS flapping_incidents, sum(k.flaps) AS flaps,
+           sum(k.member_events)::BIGINT AS member_events, sum(k.incidents)::BIGINT AS incidents,
+           sum(k.flapping_incidents)::BIGINT AS flapping_incidents, sum(k.flaps)::BIGINT AS flaps,
            min(l.last_day) - CAST($top_days AS INTEGER) + 1 AS period_start,
            min(l.last_day) AS period_end
     FROM marts.fct_noisy_keys_daily k JOIN latest l USING (tenant_id)
