@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 
 import click
@@ -20,6 +21,7 @@ def run(as_json: bool) -> None:
 
     Does nothing (and says so) when the published warehouse is already up to date.
     """
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", message=".*(beta|preview|superseded).*")
     from pipelines.run import PipelineFailed, run_once

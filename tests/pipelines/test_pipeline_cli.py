@@ -1,0 +1,46 @@
+"""`aw pipeline run`: progress, a JSON summary, "up to date", and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from service.cli import main
+from tests.pipelines.conftest import at, write
+from tests.support.servers import free_port
+from warehouse.config import platform_settings
+
+
+def test_run_prints_progress_then_reports_up_to_date(lake) -> None:
+    write(lake, [{"id": "e1", "t": at("10:00:00")}, {"id": "e2", "t": at("10:05:00")}])
+    result = CliRunner().invoke(main, ["pipeline", "run"])
+    assert result.exit_code == 0, result.output
+    assert "staging 1 new lake file(s) of 1 receive day(s): 2026-11-02" in result.output
+    assert "✓ marts/fct_noise_daily  1 rows" in result.output
+    assert f"published {platform_settings().resolved_warehouse_path}" in result.output
+    again = CliRunner().invoke(main, ["pipeline", "run", "--json"])
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout)
+    assert summary["up_to_date"] is True and summary["days_staged"] == []
+
+
+def test_json_summary_lists_steps_and_checks(lake) -> None:
+    write(lake, [{"id": "e1", "t": at("10:00:00")}])
+    result = CliRunner().invoke(main, ["pipeline", "run", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["days_staged"] == ["2026-11-02"]
+    assert summary["steps"]["marts/fct_incidents"]["dagster/row_count"] == 1
+    assert summary["checks_run"] >= 15
+    assert summary["checks_failed"] == ["staging/stg_events:raw_data_fresh"]  # a warning
+
+
+def test_unreachable_lake_is_a_clear_error(data_dir, monkeypatch) -> None:
+    monkeypatch.setenv("AW_LAKE_URI", "s3://aw-nowhere/lake")
+    monkeypatch.setenv("AW_S3_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    platform_settings.cache_clear()
+    result = CliRunner().invoke(main, ["pipeline", "run"])
+    assert result.exit_code == 1
+    assert "Error: cannot list" in result.output
+    assert "Traceback" not in result.output
