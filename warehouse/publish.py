@@ -34,7 +34,6 @@ from warehouse.files import fsync_path
 from warehouse.models import Model
 from warehouse.store import DUCKDB_CONFIG, run, scalar
 
-
 KEEP = 3
 GRACE = timedelta(minutes=10)
 
