@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from service.tenants_output import (
+    aws_lines,
     emit,
     iso,
     options_line,
@@ -37,6 +38,7 @@ from warehouse.registry import (
     check_options,
     validate_sns_topic,
 )
+from warehouse.registry_aws import parse_regions, validate_access, validate_account_id
 
 N = TypeVar("N", int, float)
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -246,6 +248,41 @@ def _read_secret_file(path: Path) -> str:
     return text.rstrip("\r\n")
 
 
+@dataclass(frozen=True)
+class _AwsChanges:
+    """The AWS-account part of `aw tenants set`, checked before anything is written."""
+
+    account_id: str | None
+    role_arn: str | None
+    external_id: str | None
+    regions: tuple[str, ...]
+    remove: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return self.account_id is None and not self.remove
+
+    def apply(self, registry: Registry, tenant_id: str) -> None:
+        for account in self.remove:
+            registry.remove_aws_account(tenant_id, account)
+        if self.account_id is not None:
+            registry.set_aws_account(tenant_id, self.account_id, role_arn=self.role_arn,
+                                     external_id=self.external_id, regions=self.regions)
+
+
+def _aws_changes(values: dict[str, Any]) -> _AwsChanges:
+    account = values["aws_account"]
+    role, external = values["role_arn"], values["external_id"]
+    regions = parse_regions(values["regions"])
+    if account is None and (role or external or regions):
+        raise CommandError("--role-arn, --external-id and --regions need --aws-account")
+    with _as_command_errors():
+        if account is not None:
+            validate_access(account, role, external, regions)
+        remove = tuple(validate_account_id(a) for a in values["remove_aws_account"])
+    return _AwsChanges(account, role, external, regions, remove)
+
+
 @tenants.command(name="set")
 @click.argument("tenant_id")
 @click.option("--window", help="Correlation window W (R5), 1m-24h, e.g. 10m.")
@@ -295,9 +332,19 @@ def _read_secret_file(path: Path) -> str:
 @click.option(
     "--remove-sns-topic", multiple=True, metavar="ARN", help="Stop accepting a TopicArn."
 )
+@click.option("--aws-account", metavar="ACCOUNT_ID",
+              help="Add or replace a client AWS account of the tenant (patch compliance). "
+              "Without --role-arn it is read from the Resource Data Sync only.")
+@click.option("--role-arn", metavar="ARN", help="Role the platform assumes in --aws-account.")
+@click.option("--external-id", metavar="EXTERNAL_ID",
+              help="External ID the role's trust policy requires (stored sealed).")
+@click.option("--regions", metavar="REGIONS", help="Regions to collect, e.g. us-east-1,eu-west-1.")
+@click.option("--remove-aws-account", multiple=True, metavar="ACCOUNT_ID",
+              help="Stop collecting an account. Repeatable.")
 @_json_option
 def set_(tenant_id: str, as_json: bool, **values: Any) -> None:
     """Change options now, or correlation settings as a new version (R15)."""
+    aws = _aws_changes(values)
     source_auth = _source_auth(values)
     changes = _settings_changes(values)
     effective_at = _parse_time(values["effective_at"])
@@ -307,7 +354,7 @@ def set_(tenant_id: str, as_json: bool, **values: Any) -> None:
     has_options = (signature, rate, burst) != (None, None, None)
     if effective_at is not None and not changes:
         raise CommandError("--effective-at needs at least one correlation setting to change")
-    if not changes and not has_options and source_auth.empty:
+    if not changes and not has_options and source_auth.empty and aws.empty:
         raise CommandError("nothing to change: give a setting or an option (see --help)")
     with _open_registry() as registry:
         check_options(rate, burst)  # so bad options fail before a settings version is stored
@@ -315,6 +362,7 @@ def set_(tenant_id: str, as_json: bool, **values: Any) -> None:
             at = effective_at or datetime.now(UTC)
             registry.settings_at(tenant_id, at).settings.with_changes(changes)
         source_auth.apply(registry, tenant_id)
+        aws.apply(registry, tenant_id)
         version = registry.set_settings(tenant_id, changes, effective_at) if changes else None
         tenant = (
             registry.set_options(tenant_id, signature, rate, burst)
@@ -326,7 +374,8 @@ def set_(tenant_id: str, as_json: bool, **values: Any) -> None:
         "tenant": tenant_document(tenant),
         "settings_version": None if version is None else version_document(version),
     }
-    lines = [f"Tenant {tenant.id}:", options_line(tenant), *source_auth_lines(tenant)]
+    lines = [f"Tenant {tenant.id}:", options_line(tenant), *source_auth_lines(tenant),
+             *aws_lines(tenant)]
     if version is not None:
         lines.append(
             f"  settings version {version.version} effective "

@@ -43,6 +43,10 @@ def tenant_document(tenant: Tenant) -> dict[str, object]:
             "timestamp_header": tenant.grafana_timestamp_header,
         },
         "sns_topics": list(tenant.sns_topics),
+        "aws_accounts": [
+            {"account_id": a.account_id, "role_arn": a.role_arn,
+             "external_id": a.external_id_hint, "regions": list(a.regions)}
+            for a in tenant.aws_accounts],
     }
 
 
@@ -81,6 +85,19 @@ def source_auth_lines(tenant: Tenant) -> list[str]:
     ]
 
 
+def aws_lines(tenant: Tenant) -> list[str]:
+    """The client AWS accounts, External IDs masked."""
+    if not tenant.aws_accounts:
+        return ["  AWS accounts: none"]
+    lines = ["  AWS accounts:"]
+    for a in tenant.aws_accounts:
+        how = (f"role {a.role_arn}, External ID {a.external_id_hint}, "
+               f"regions {','.join(a.regions)}" if a.role_arn
+               else "Resource Data Sync only")
+        lines.append(f"    {a.account_id}: {how}")
+    return lines
+
+
 def settings_summary(settings: CorrelationSettings) -> str:
     """The fields that differ from the defaults, as name=value."""
     current, defaults = settings.to_dict(), CorrelationSettings().to_dict()
@@ -100,6 +117,7 @@ def show_lines(
         f"  API keys: {', '.join(tenant.key_prefixes) or 'none active'}",
         f"  HMAC secrets valid: {tenant.secret_count}{_expiries(tenant)}",
         *source_auth_lines(tenant),
+        *aws_lines(tenant),
         f"Settings in force: version {current.version}, since {iso(current.effective_at)}",
     ]
     lines += [

@@ -351,7 +351,7 @@ def test_invalid_settings_store_nothing(
 def test_file_is_wal_and_migrated(registry: Registry, settings: PlatformSettings) -> None:
     with closing(sqlite3.connect(settings.registry_path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) == 3
     assert stat.S_IMODE(settings.registry_path.stat().st_mode) == 0o600
     registry.create_tenant("acme", "Acme")
     with Registry.open(settings) as again:  # reopening migrates nothing and keeps data

@@ -17,6 +17,14 @@ from datetime import UTC, datetime, timedelta
 from warehouse import registry_store as store
 from warehouse.config import PlatformSettings
 from warehouse.correlation_settings import CorrelationSettings, format_duration
+from warehouse.registry_aws import (
+    AwsAccountAccess,
+    AwsAccountInfo,
+    external_id_associated,
+    validate_access,
+    validate_account_id,
+)
+from warehouse.registry_aws import hint as aws_hint
 from warehouse.registry_credentials import (
     DEFAULT_GRACE,
     EPOCH,
@@ -255,6 +263,60 @@ class Registry:
                     store.insert_sns_topic(conn, tenant_id, arn, at)
         return self.get_tenant(tenant_id)
 
+    def set_aws_account(self, tenant_id: str, account_id: str, *, role_arn: str | None = None,
+                        external_id: str | None = None, regions: Iterable[str] = (),
+                        now: datetime | None = None) -> AwsAccountInfo:
+        """Add or replace a client AWS account of the tenant (patch compliance)."""
+        validate_tenant_id(tenant_id)
+        ordered = tuple(sorted(set(regions)))
+        validate_access(account_id, role_arn, external_id, ordered)
+        at = _now(now)
+        sealed = hint_text = None
+        if external_id is not None:
+            sealed = self._secret_box().seal(external_id.encode(),
+                                             external_id_associated(account_id))
+            hint_text = aws_hint(external_id)
+        with self._write() as conn:
+            self._require_tenant(conn, tenant_id)
+            owner = store.aws_account_owner(conn, account_id)
+            if owner is not None and owner != tenant_id:
+                raise RegistryError(f"AWS account {account_id} belongs to tenant {owner!r}")
+            store.upsert_aws_account(conn, account_id, tenant_id, role_arn, sealed, hint_text,
+                                     ordered, at)
+        return AwsAccountInfo(account_id, tenant_id, role_arn, hint_text, ordered)
+
+    def remove_aws_account(self, tenant_id: str, account_id: str) -> None:
+        validate_tenant_id(tenant_id)
+        validate_account_id(account_id)
+        with self._write() as conn:
+            self._require_tenant(conn, tenant_id)
+            if not store.delete_aws_account(conn, tenant_id, account_id):
+                raise RegistryError(f"tenant {tenant_id!r} has no AWS account {account_id}")
+
+    def aws_accounts(self, tenant_id: str | None = None) -> list[AwsAccountInfo]:
+        """Accounts (of one tenant, or all), External IDs masked."""
+        if tenant_id is not None:
+            validate_tenant_id(tenant_id)
+        with self._read() as conn:
+            if tenant_id is not None:
+                self._require_tenant(conn, tenant_id)
+            rows = store.aws_account_rows(conn, tenant_id)
+        return [AwsAccountInfo(a, t, role, hint_text, _regions(regions))
+                for a, t, role, _sealed, hint_text, regions in rows]
+
+    def aws_account_access(self) -> list[AwsAccountAccess]:
+        """Every account with its External ID unsealed: for the collector only."""
+        with self._read() as conn:
+            rows = store.aws_account_rows(conn)
+        box = self._secret_box() if any(r[3] is not None for r in rows) else None
+        out = []
+        for account, tenant, role, sealed, _hint, regions in rows:
+            external = None
+            if sealed is not None and box is not None:
+                external = box.open(sealed, external_id_associated(account)).decode()
+            out.append(AwsAccountAccess(account, tenant, role, external, _regions(regions)))
+        return out
+
     def set_settings(
         self,
         tenant_id: str,
@@ -418,3 +480,7 @@ def _version_or_default(conn: sqlite3.Connection, tenant_id: str, t: datetime) -
     return found or SettingsVersion(tenant_id, 0, EPOCH, EPOCH, CorrelationSettings())
 
 
+
+
+def _regions(text: str) -> tuple[str, ...]:
+    return tuple(r for r in text.split(",") if r)

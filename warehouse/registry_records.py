@@ -15,6 +15,7 @@ from datetime import datetime
 from types import MappingProxyType
 
 from warehouse.correlation_settings import CorrelationSettings
+from warehouse.registry_aws import AwsAccountInfo
 
 TENANT_ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 _LIMIT_MAX = 1_000_000_000
@@ -119,6 +120,7 @@ class Tenant:
     grafana_signature_header: str | None = None
     grafana_timestamp_header: str | None = None
     sns_topics: tuple[str, ...] = ()  # TopicArns (or account-wide `…:*` patterns), sorted
+    aws_accounts: tuple[AwsAccountInfo, ...] = ()  # client accounts (patch compliance)
 
     @property
     def has_grafana_signing(self) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from warehouse.correlation_settings import CorrelationSettings
+from warehouse.registry_aws import AwsAccountInfo
 from warehouse.registry_records import SettingsVersion, Tenant, TenantOptions
 
 BUSY_TIMEOUT_MS = 10_000
@@ -74,6 +75,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             created_at TEXT NOT NULL
         ) STRICT""",
         "CREATE INDEX sns_topics_by_tenant ON sns_topics (tenant_id)",
+    ),
+    (
+        # Client AWS accounts for patch compliance; an account belongs to one tenant.
+        """CREATE TABLE aws_accounts (
+            account_id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL REFERENCES tenants (id),
+            role_arn TEXT,
+            external_id_sealed BLOB,
+            external_id_hint TEXT,
+            regions TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        ) STRICT""",
+        "CREATE INDEX aws_accounts_by_tenant ON aws_accounts (tenant_id)",
     ),
 )
 
@@ -211,6 +225,9 @@ def load_tenant(conn: sqlite3.Connection, tenant_id: str, now: datetime) -> Tena
         grafana_signature_header=None if grafana is None else grafana[0],
         grafana_timestamp_header=None if grafana is None else grafana[1],
         sns_topics=tuple(sns_topics_of(conn, tenant_id)),
+        aws_accounts=tuple(
+            AwsAccountInfo(a, t, role, hint, tuple(r for r in regions.split(",") if r))
+            for a, t, role, _sealed, hint, regions in aws_account_rows(conn, tenant_id)),
     )
 
 
@@ -423,3 +440,43 @@ def _version_from_row(row: tuple[Any, ...]) -> SettingsVersion:
         from_db_time(created_at),
         CorrelationSettings.from_json(settings_json),
     )
+
+
+# -- client AWS accounts ---------------------------------------------------------------------
+
+_AWS_COLUMNS = "account_id, tenant_id, role_arn, external_id_sealed, external_id_hint, regions"
+
+
+def aws_account_owner(conn: sqlite3.Connection, account_id: str) -> str | None:
+    row = conn.execute("SELECT tenant_id FROM aws_accounts WHERE account_id = ?",
+                       (account_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def upsert_aws_account(conn: sqlite3.Connection, account_id: str, tenant_id: str,
+                       role_arn: str | None, sealed: bytes | None, hint: str | None,
+                       regions: tuple[str, ...], now: datetime) -> None:
+    conn.execute(
+        "INSERT INTO aws_accounts (account_id, tenant_id, role_arn, external_id_sealed,"
+        " external_id_hint, regions, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (account_id) DO UPDATE SET role_arn = excluded.role_arn,"
+        " external_id_sealed = excluded.external_id_sealed,"
+        " external_id_hint = excluded.external_id_hint, regions = excluded.regions,"
+        " updated_at = excluded.updated_at",
+        (account_id, tenant_id, role_arn, sealed, hint, ",".join(regions), db_time(now)),
+    )
+
+
+def delete_aws_account(conn: sqlite3.Connection, tenant_id: str, account_id: str) -> bool:
+    cursor = conn.execute("DELETE FROM aws_accounts WHERE tenant_id = ? AND account_id = ?",
+                          (tenant_id, account_id))
+    return cursor.rowcount > 0
+
+
+def aws_account_rows(conn: sqlite3.Connection, tenant_id: str | None = None
+                     ) -> list[tuple[str, str, str | None, bytes | None, str | None, str]]:
+    where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id else ("", ())
+    rows = conn.execute(
+        f"SELECT {_AWS_COLUMNS} FROM aws_accounts {where} ORDER BY tenant_id, account_id",
+        params).fetchall()
+    return [tuple(r) for r in rows]
