@@ -17,7 +17,7 @@ have been staged; `pipelines.sensors` notices new lake files.
 
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import dagster as dg
@@ -32,6 +32,8 @@ from warehouse.store import scalar
 START_DATE = "2020-01-01"
 DAILY = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
 RAW = dg.AssetKey(["raw_events"])
+SSM_SNAPSHOT = dg.AssetKey(["ssm_snapshot"])
+SSM_STAGED = dg.AssetKey(["staging", "ssm_snapshots"])
 CORRELATION_STATE = dg.AssetKey(["corr", "correlation_state"])
 PUBLISHED = dg.AssetKey(["published_warehouse"])
 PYTHON_KEYS = {name: dg.AssetKey(name.split(".")) for name in models.PYTHON_MODELS}
@@ -54,13 +56,15 @@ def asset_key(ref: str) -> dg.AssetKey:
     """The asset that produces a `<schema>.<table>` the SQL reads."""
     schema, _ = ref.split(".", 1)
     if schema == "lake":
-        return RAW
+        return SSM_STAGED if ref.split(".", 1)[1].startswith("ssm_") else RAW
     if schema == "corr":
         return CORRELATION_STATE
     return dg.AssetKey(ref.split("."))
 
 
 def group_of(name: str) -> str:
+    if "patch" in name:
+        return "compliance"
     return GROUPS.get(name) or GROUPS.get(name.split(".")[0]) or "noise"
 
 
@@ -105,6 +109,57 @@ def raw_events(context: AssetExecutionContext, platform: PlatformResource
     })
 
 
+@dg.asset(
+    key=SSM_SNAPSHOT,
+    group_name="compliance",
+    partitions_def=DAILY,
+    description="The day's SSM patch snapshot of every tenant (raw/ssm in the lake): nodes, "
+                "patch states, Patch compliance summaries, missing patches and patch groups, "
+                "through AssumeRole per client account and from the MSP's Resource Data Sync. "
+                "Grain: one file per table, tenant, account, region and source per day. SSM "
+                "keeps only the current state, so only today's partition can be taken.",
+    kinds={"aws", "parquet"},
+)
+def ssm_snapshot(context: AssetExecutionContext, platform: PlatformResource
+                 ) -> dg.MaterializeResult:
+    from warehouse.ssm.collect import take_snapshot
+
+    today = datetime.now(UTC).date()
+    day = date.fromisoformat(context.partition_key)
+    if day != today:
+        raise dg.Failure(description=(
+            f"cannot snapshot {day}: SSM keeps only the current state, so a snapshot is taken "
+            f"for today ({today}) only"))
+    taken = take_snapshot(platform.settings(), datetime.now(UTC))
+    for error in taken.errors:
+        context.log.warning(f"SSM collection: {error}")
+    return dg.MaterializeResult(metadata={
+        "files": taken.files, "tenants": len(taken.tenants), "nodes": taken.rows.get("nodes", 0),
+        "errors": len(taken.errors), "sources": ", ".join(taken.sources) or "none configured",
+        **{f"rows_{k}": v for k, v in taken.rows.items()}})
+
+
+@dg.asset(
+    key=SSM_STAGED,
+    group_name="compliance",
+    deps=[SSM_SNAPSHOT],
+    description="Every daily SSM snapshot in the lake, loaded into the build file "
+                "(lake.ssm_<table>). Grain: one row per table row of every snapshot.",
+    automation_condition=UPDATE_ON_NEW_DATA,
+    kinds={"duckdb"},
+)
+def ssm_snapshots(platform: PlatformResource) -> dg.MaterializeResult:
+    from warehouse.ssm.store import stage
+
+    with platform.build() as con:
+        counts = stage(con, platform.lake())
+        days = con.execute("SELECT count(DISTINCT snapshot_date), min(snapshot_date)::VARCHAR, "
+                           "max(snapshot_date)::VARCHAR FROM lake.ssm_nodes").fetchall()[0]
+    return dg.MaterializeResult(metadata={
+        **{f"rows_{k}": v for k, v in counts.items()}, "snapshot_days": int(days[0]),
+        "first_day": days[1] or "", "last_day": days[2] or ""})
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(CORRELATION_STATE, group_name="incidents",
@@ -112,7 +167,8 @@ def raw_events(context: AssetExecutionContext, platform: PlatformResource
                      description="The correlation engine's stored state (schema corr): events "
                                  "with their arrival decisions, live incidents with their "
                                  "lifecycle, every event's explanation, merge records, tenant "
-                                 "clocks. Updated incrementally, equal to a full recompute.",
+                                 "clocks. Updated incrementally, equal to a full recompute. "
+                                 "Grain: one row per event (explanations) and per incident.",
                      automation_condition=UPDATE_ON_NEW_DATA, kinds={"duckdb", "python"}),
         dg.AssetSpec(PYTHON_KEYS["staging.stg_tenants"], group_name="staging",
                      description="One row per tenant (the registry's, plus any tenant seen "
@@ -208,7 +264,7 @@ MODEL_ASSETS = [_model_asset(m) for m in models.catalog()]
     deps=[dg.AssetKey(m.name.split(".")) for m in models.marts()],
     description="The warehouse readers open (AW_WAREHOUSE_PATH): a read-only snapshot of every "
                 "mart, swapped in atomically, so no reader is ever blocked or sees a half-built "
-                "table.",
+                "table. Grain: one snapshot file per publish, each mart with its own grain.",
     automation_condition=UPDATE_ON_NEW_DATA,
     kinds={"duckdb"},
 )
@@ -224,4 +280,5 @@ def published_warehouse(context: AssetExecutionContext, platform: PlatformResour
         **done.tables})
 
 
-ALL_ASSETS = [raw_events, correlation, *MODEL_ASSETS, published_warehouse]
+ALL_ASSETS = [raw_events, ssm_snapshot, ssm_snapshots, correlation, *MODEL_ASSETS,
+              published_warehouse]

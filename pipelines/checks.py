@@ -18,6 +18,7 @@ from warehouse.store import scalar
 UNSTAGED_GRACE = timedelta(minutes=10)  # a lake file older than this must be staged
 RECENT = timedelta(hours=24)  # warn when no event was received for this long
 NOISE = dg.AssetKey(["marts", "fct_noise_daily"])
+COMPLIANCE = dg.AssetKey(["marts", "fct_patch_compliance_daily"])
 STG_EVENTS = dg.AssetKey(["staging", "stg_events"])
 # Ratios that must lie in [0, 1]; correlation_compression may be negative (a long-running
 # alert capped into several incidents, R6) but never above 1.
@@ -78,6 +79,19 @@ def kpi_ranges(platform: PlatformResource) -> dg.AssetCheckResult:
     return _result(total, examples, "tenant-days with a KPI out of range")
 
 
+@dg.asset_check(asset=COMPLIANCE, blocking=True, description=(
+    "Per tenant-day: compliant <= in-scope nodes, stale and never-scanned <= in scope, and "
+    "compliance_pct in [0, 100]."))
+def compliance_ranges(platform: PlatformResource) -> dg.AssetCheckResult:
+    total, examples = _failures(platform, """
+        SELECT tenant_id, snapshot_date, in_scope_nodes, compliant_nodes, compliance_pct
+        FROM marts.fct_patch_compliance_daily
+        WHERE compliant_nodes > in_scope_nodes OR stale_scan_nodes > in_scope_nodes
+           OR never_scanned_nodes > in_scope_nodes
+           OR NOT coalesce(compliance_pct BETWEEN 0 AND 100, in_scope_nodes = 0)""")
+    return _result(total, examples, "tenant-days with impossible compliance figures")
+
+
 @dg.asset_check(asset=STG_EVENTS, description=(
     f"Every lake file older than {UNSTAGED_GRACE} has been staged (the pipeline keeps up)."))
 def lake_files_staged(platform: PlatformResource) -> dg.AssetCheckResult:
@@ -135,5 +149,5 @@ def snapshot_matches_build(platform: PlatformResource) -> dg.AssetCheckResult:
 
 
 KEY_CHECKS = [_key_check(m) for m in models.catalog() if m.key and m.layer == "marts"]
-ALL_CHECKS = [*KEY_CHECKS, funnel_order, kpi_ranges, lake_files_staged, raw_data_fresh,
-              snapshot_matches_build]
+ALL_CHECKS = [*KEY_CHECKS, funnel_order, kpi_ranges, compliance_ranges, lake_files_staged,
+              raw_data_fresh, snapshot_matches_build]

@@ -7,7 +7,13 @@ import dagster as dg
 from pipelines.assets import ALL_ASSETS
 from pipelines.checks import ALL_CHECKS
 from pipelines.resources import resources
-from pipelines.sensors import RAW_JOB, lake_files_sensor
+from pipelines.sensors import (
+    RAW_JOB,
+    SSM_SNAPSHOT_JOB,
+    SSM_STAGE_JOB,
+    lake_files_sensor,
+    ssm_daily,
+)
 
 # Evaluates the assets' automation conditions (everything downstream of the staged days).
 automation = dg.AutomationConditionSensorDefinition(
@@ -21,7 +27,8 @@ automation = dg.AutomationConditionSensorDefinition(
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[RAW_JOB],
+    jobs=[RAW_JOB, SSM_STAGE_JOB, SSM_SNAPSHOT_JOB],
+    schedules=[ssm_daily],
     sensors=[lake_files_sensor, automation],
     resources=resources(),
     # Steps of one run share the build file; they run one after another in one process.

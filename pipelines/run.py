@@ -13,15 +13,17 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
 
-from pipelines.assets import ALL_ASSETS, RAW, raw_events
+from pipelines.assets import ALL_ASSETS, RAW, SSM_SNAPSHOT, raw_events, ssm_snapshot
 from pipelines.checks import ALL_CHECKS
 from pipelines.resources import PlatformResource, resources
 from pipelines.sensors import RANGE_END, RANGE_START
 from warehouse import incremental, models, staging
+from warehouse.ssm import store as ssm_store
 from warehouse.store import run as run_sql
 from warehouse.store import scalar
 
@@ -51,6 +53,7 @@ def inputs_signature(platform: PlatformResource) -> str:
         newest = scalar(con, "SELECT coalesce(max(load_id), 0) FROM lake.files")
     fingerprints = incremental.settings_fingerprints(timeline, [t.tenant_id for t in tenants])
     parts = [str(newest), repr(sorted(fingerprints.items())),
+             repr(ssm_store.lake_listing(platform.lake())),
              repr(sorted((t.tenant_id, t.name) for t in tenants)),
              *(m.sql for m in models.catalog())]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
@@ -93,6 +96,11 @@ def run_once(echo: Echo = print, instance: dg.DagsterInstance | None = None) -> 
         _materialize([raw_events], [RAW], instance, summary, echo,
                      tags={RANGE_START: days[0], RANGE_END: days[-1]})
         summary.days_staged = days
+    if _ssm_snapshot_due(platform):
+        today = datetime.now(UTC).date().isoformat()
+        echo(f"taking today's SSM patch snapshot ({today})")
+        _materialize([ssm_snapshot], [SSM_SNAPSHOT], instance, summary, echo,
+                     partition_key=today)
     signature = inputs_signature(platform)
     if _published_signature(platform) == signature:
         summary.up_to_date = True
@@ -113,7 +121,7 @@ def _downstream_order() -> list[dg.AssetKey]:
 
     graph = defs.resolve_asset_graph()
     order: list[dg.AssetKey] = []
-    done: set[dg.AssetKey] = {RAW}
+    done: set[dg.AssetKey] = {RAW, SSM_SNAPSHOT}  # partitioned: run on their own
     for key in graph.toposorted_asset_keys:
         if key in done:
             continue
@@ -125,12 +133,30 @@ def _downstream_order() -> list[dg.AssetKey]:
     return order
 
 
+def _ssm_snapshot_due(platform: PlatformResource) -> bool:
+    """SSM is configured (a sync location, or an account with a role) and today's snapshot
+    is not in the lake yet."""
+    settings = platform.settings()
+    configured = bool(settings.ssm_sync_uri)
+    if not configured and settings.registry_path.exists():
+        from warehouse.registry import Registry
+
+        with Registry.open(settings) as registry:
+            configured = any(a.role_arn for a in registry.aws_accounts())
+    if not configured:
+        return False
+    today = f"date={datetime.now(UTC).date().isoformat()}"
+    return not any(f"/{today}/" in path for path in ssm_store.lake_listing(platform.lake()))
+
+
 def _materialize(assets: list[object], keys: list[dg.AssetKey], instance: dg.DagsterInstance,
-                 summary: RunSummary, echo: Echo, tags: dict[str, str] | None = None) -> None:
+                 summary: RunSummary, echo: Echo, tags: dict[str, str] | None = None,
+                 partition_key: str | None = None) -> None:
     started = time.monotonic()
     selection = dg.AssetSelection.assets(*keys).required_multi_asset_neighbors()
     result = dg.materialize(assets, selection=selection, resources=resources(),  # type: ignore[arg-type]
                             instance=instance, tags=tags, raise_on_error=False,
+                            partition_key=partition_key,
                             run_config=QUIET)
     seconds = time.monotonic() - started
     if not result.success:

@@ -1,10 +1,12 @@
-"""New lake files → runs that stage their receive days (downstream assets follow by automation).
+"""New lake files → runs that stage them (downstream assets follow by automation), and the
+daily SSM snapshot schedule.
 
 The sensor lists the lake's `raw/alerts` and `raw/duplicates` files every 20 s. Its cursor
 keeps, per receive date, a digest of the day's file names; a day whose digest changed has new
 files. All changed days go into one run over the range of days they span (`raw_events`
 stages a range in one run, and only the files it lacks), keyed by the digests so a tick that
-sees nothing new requests nothing.
+sees nothing new requests nothing. A change in the SSM snapshots of the lake (a daily
+snapshot, or a demo history) requests a run that stages them.
 """
 
 
@@ -14,26 +16,42 @@ from collections import defaultdict
 
 import dagster as dg
 
-from pipelines.assets import RAW
+from pipelines.assets import DAILY, RAW, SSM_SNAPSHOT, SSM_STAGED
 from pipelines.resources import PlatformResource
 from warehouse import staging
 from warehouse.lake import LakeError
+from warehouse.ssm import store as ssm_store
 
+SSM_STAGE_JOB = dg.define_asset_job(
+    "stage_ssm_snapshots", selection=dg.AssetSelection.assets(SSM_STAGED),
+    description="Load the SSM snapshots of the lake into the build file.")
+SSM_SNAPSHOT_JOB = dg.define_asset_job(
+    "take_ssm_snapshot", selection=dg.AssetSelection.assets(SSM_SNAPSHOT),
+    partitions_def=DAILY, description="Take today's SSM patch snapshot of every tenant.")
+# SSM keeps only the current state: one snapshot a day builds the trend.
+ssm_daily = dg.build_schedule_from_partitioned_job(
+    SSM_SNAPSHOT_JOB, hour_of_day=1, minute_of_hour=30,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Today's SSM patch snapshot at 01:30 UTC.")
 RAW_JOB = dg.define_asset_job("stage_raw_events", selection=dg.AssetSelection.assets(RAW),
                               description="Stage new lake files of a range of receive days.")
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+SSM_CURSOR_KEY = "ssm"
 
 
 def day_digests(files: list[staging.LakeFile]) -> dict[str, str]:
     names: dict[str, list[str]] = defaultdict(list)
     for f in files:
         names[f.day.isoformat()].append(f.path)
-    return {day: hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:16]
-            for day, paths in names.items()}
+    return {day: _digest(paths) for day, paths in names.items()}
 
 
-@dg.sensor(job=RAW_JOB, minimum_interval_seconds=20,
+def _digest(paths: list[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:16]
+
+
+@dg.sensor(jobs=[RAW_JOB, SSM_STAGE_JOB], minimum_interval_seconds=20,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Notices new lake files and stages their receive days.")
 def lake_files_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource
@@ -44,12 +62,19 @@ def lake_files_sensor(context: dg.SensorEvaluationContext, platform: PlatformRes
         return dg.SkipReason(f"lake not readable: {exc}")
     seen = json.loads(context.cursor) if context.cursor else {}
     digests = day_digests(files)
+    ssm_digest = _digest(ssm_store.lake_listing(platform.lake()))
     changed = sorted(day for day, digest in digests.items() if seen.get(day) != digest)
-    if not changed:
+    requests = []
+    if changed:
+        first, last = changed[0], changed[-1]
+        run_key = hashlib.sha256(json.dumps({d: digests[d] for d in changed}).encode())
+        requests.append(dg.RunRequest(run_key=run_key.hexdigest()[:32], job_name=RAW_JOB.name,
+                                      tags={RANGE_START: first, RANGE_END: last}))
+        context.log.info(f"new lake files on {len(changed)} day(s): {first} … {last}")
+    if seen.get(SSM_CURSOR_KEY, _digest([])) != ssm_digest:
+        requests.append(dg.RunRequest(run_key=f"ssm-{ssm_digest}", job_name=SSM_STAGE_JOB.name))
+        context.log.info("SSM snapshots changed in the lake")
+    if not requests:
         return dg.SkipReason("no new lake files")
-    first, last = changed[0], changed[-1]
-    run_key = hashlib.sha256(json.dumps({d: digests[d] for d in changed}).encode()).hexdigest()
-    request = dg.RunRequest(run_key=run_key[:32],
-                            tags={RANGE_START: first, RANGE_END: last})
-    context.log.info(f"new lake files on {len(changed)} day(s): {first} … {last}")
-    return dg.SensorResult(run_requests=[request], cursor=json.dumps(digests))
+    return dg.SensorResult(run_requests=requests,
+                           cursor=json.dumps({**digests, SSM_CURSOR_KEY: ssm_digest}))

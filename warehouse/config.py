@@ -24,6 +24,9 @@ class PlatformSettings(BaseSettings):
     lake_uri: str = ""
     s3_endpoint_url: str | None = None
     warehouse_path: Path | None = None
+    # The MSP's SSM Resource Data Sync location (`s3://bucket/prefix` or a local path): the
+    # folder holding the `AWS:<Type>/` folders. Empty: patch data comes from the API only.
+    ssm_sync_uri: str = ""
     # Base64 of 32 random bytes. Empty: a key file under the data dir is created (embedded mode).
     master_key: SecretStr | None = None
 

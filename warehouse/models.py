@@ -26,11 +26,12 @@ import pyarrow as pa
 
 from warehouse.correlation.state import CorrelationState
 from warehouse.correlation.timeline import EPOCH, SettingsTimeline
+from warehouse.ssm import store as ssm_store
 from warehouse.store import run, scalar
 
 MODELS_DIR = Path(__file__).parent / "models"
 LAYERS = ("staging", "intermediate", "marts")
-PARAMS: dict[str, object] = {"recurrence_days": 7, "top_days": 7}
+PARAMS: dict[str, object] = {"recurrence_days": 7, "top_days": 7, "stale_scan_days": 7}
 _REF = re.compile(r"\b(lake|corr|staging|intermediate|marts)\.([a-z_][a-z0-9_]*)\b")
 _PARAM = re.compile(r"\$([a-z_]+)")
 
@@ -50,6 +51,11 @@ KEYS: dict[str, tuple[str, ...]] = {
     "marts.fct_top_noisy_keys": ("tenant_id", "agg_key"),
     "marts.fct_source_noise_daily": ("tenant_id", "day", "source"),
     "marts.fct_alert_quality_daily": ("tenant_id", "day", "source"),
+    "intermediate.int_patch_nodes_daily": ("tenant_id", "snapshot_date", "node_id"),
+    "marts.fct_patch_compliance_node_daily": ("tenant_id", "snapshot_date", "node_id"),
+    "marts.fct_patch_compliance_daily": ("tenant_id", "snapshot_date"),
+    "marts.fct_patch_compliance_group_daily": ("tenant_id", "snapshot_date", "patch_group"),
+    "marts.fct_patch_risk_assets": ("tenant_id", "asset"),
 }
 PYTHON_MODELS = ("staging.stg_tenants", "staging.stg_settings", "intermediate.int_incidents")
 
@@ -129,6 +135,7 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     for layer in LAYERS:
         run(con, f"CREATE SCHEMA IF NOT EXISTS {layer}")
     run(con, "SET TimeZone = 'UTC'")
+    ssm_store.ensure_tables(con)
 
 
 def build(con: duckdb.DuckDBPyConnection, m: Model,

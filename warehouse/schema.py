@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from warehouse.ssm.schema import TABLES as SSM_TABLES
+
 SCHEMA_VERSION = "1"
 
 TS = pa.timestamp("us", tz="UTC")
@@ -82,6 +84,10 @@ TABLES: dict[str, pa.Schema] = {
     "raw/alerts": ALERT_EVENTS,
     "raw/duplicates": DUPLICATE_EVENTS,
     "raw/requests": REQUESTS,
+    # raw/ssm/<table>: daily SSM patch snapshots (warehouse.ssm.schema), the tenant in the path
+    **{f"raw/ssm/{name}": pa.schema([f for f in schema if f.name != "tenant_id"],
+                                    metadata=schema.metadata)
+       for name, schema in SSM_TABLES.items()},
 }
 
 PARTITIONING = pa.schema([pa.field("tenant_id", pa.string()), pa.field("date", pa.date32())])

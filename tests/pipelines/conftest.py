@@ -50,7 +50,7 @@ def events(rows: list[dict[str, Any]], first_seq: int = 1) -> pa.Table:
         out["status"].append(row.get("status", "point"))
         out["occurred_at"].append(t)
         out["received_at"].append(row.get("received", t + timedelta(seconds=1)))
-        out["labels"].append(None)
+        out["labels"].append(list(row["labels"].items()) if row.get("labels") else None)
         out["delivery_id"].append(row.get("delivery"))
         out["body_sha256"].append(row.get("body", f"body-{row['id']}"))
         out["duplicate"].append(row.get("duplicate", False))

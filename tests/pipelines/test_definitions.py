@@ -32,9 +32,8 @@ def test_definitions_load_with_every_asset_described_and_grouped() -> None:
         assert dg.AssetKey(m.name.split(".")) in keys
     for key in keys:
         node = graph.get(key)
-        assert node.description and "row" in node.description.lower() or key in {
-            dg.AssetKey(["published_warehouse"]), dg.AssetKey(["corr", "correlation_state"]),
-            dg.AssetKey(["staging", "stg_settings"])}, key
+        text = (node.description or "").lower()
+        assert "grain" in text or "one row per" in text, key  # every asset states its grain
         assert node.group_name != "default", key
     groups = {graph.get(k).group_name for k in keys}
     assert {"raw", "staging", "incidents", "noise", "publish"} <= groups
@@ -78,7 +77,7 @@ def test_sensor_requests_one_range_run_for_new_days_then_nothing(lake) -> None:
         assert request.tags[RANGE_START] == "2026-11-02"
         assert request.tags[RANGE_END] == "2026-11-05"
         cursor = result.cursor
-        assert set(json.loads(cursor or "{}")) == {"2026-11-02", "2026-11-05"}
+        assert set(json.loads(cursor or "{}")) == {"2026-11-02", "2026-11-05", "ssm"}
         context = dg.build_sensor_context(instance=instance, cursor=cursor,
                                           resources={"platform": platform})
         assert isinstance(lake_files_sensor(context), dg.SkipReason)
@@ -151,3 +150,24 @@ def test_tenant_settings_decide_the_incidents(lake, published, window, incidents
     (tenant,) = rows(con, "SELECT name, settings_version, window_seconds FROM marts.dim_tenants")
     assert tenant["name"] == "Acme Corp"
     assert tenant["settings_version"] == "v1"
+
+
+def test_sensor_requests_ssm_staging_when_snapshots_change(lake) -> None:
+    import pyarrow as pa
+
+    from warehouse.ssm.schema import NODES
+    from warehouse.ssm.store import write_snapshot
+
+    platform = PlatformResource()
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"platform": platform})
+        assert isinstance(lake_files_sensor(context), dg.SkipReason)  # nothing at all yet
+        row = {f.name: None for f in NODES} | {
+            "tenant_id": "acme", "account_id": "111111111111", "region": "us-east-1",
+            "snapshot_at": DAY, "source": "resource_data_sync", "node_id": "i-1",
+            "is_hybrid": False}
+        write_snapshot(lake, {"nodes": pa.Table.from_pylist([row], schema=NODES)}, DAY.date())
+        result = lake_files_sensor(dg.build_sensor_context(
+            instance=instance, resources={"platform": platform}))
+        (request,) = result.run_requests or []
+        assert request.job_name == "stage_ssm_snapshots"
