@@ -136,8 +136,10 @@ def _downstream_order() -> list[dg.AssetKey]:
 def _ssm_snapshot_due(platform: PlatformResource) -> bool:
     """SSM is configured (a sync location, or an account with a role) and today's snapshot
     is not in the lake yet."""
+    from warehouse.ssm.collect import sync_uri
+
     settings = platform.settings()
-    configured = bool(settings.ssm_sync_uri)
+    configured = bool(sync_uri(settings))
     if not configured and settings.registry_path.exists():
         from warehouse.registry import Registry
 

@@ -10,6 +10,7 @@ SELECT m.event_id, m.tenant_id, m.ingest_seq, m.incident_id, m.agg_key, m.dispos
        m.clock_skew, m.gap_us, m.window_us, m.settings_version, m.flap, m.new_alert,
        e.source, e.source_fingerprint, e.asset, e.signature, e.severity, e.status,
        e.is_duplicate, e.duplicate_of, e.occurred_at, e.missing_asset, e.severity_mapped,
+       e.labels, e.delivery_id,
        e.has_resolve_path,
        coalesce(g.merged_incidents, []) AS merged_incidents
 FROM corr.memberships m

@@ -1,7 +1,7 @@
 -- One row per event received, with the incident it joined and why (SEMANTICS.md
 -- "Every grouping decision is explainable").
 SELECT event_id, tenant_id, ingest_seq, day, received_at, event_time, occurred_at,
-       source, source_fingerprint, asset, signature, severity, status,
+       source, source_fingerprint, asset, signature, severity, status, labels, delivery_id,
        disposition, incident_id, agg_key, rule,
        CASE rule
            WHEN 'new' THEN CASE WHEN gap_us IS NULL
