@@ -10,10 +10,10 @@ import pytest
 from pipelines.run import run_once
 from tests.pipelines.conftest import rows
 from warehouse.config import platform_settings
+from warehouse.lake import open_lake
 from warehouse.registry import Registry
 from warehouse.ssm.collect import sync_uri, take_snapshot
 from warehouse.ssm.demo import DEFAULT_TENANTS, write_demo_sync
-from warehouse.lake import open_lake
 
 
 @pytest.fixture
