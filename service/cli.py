@@ -7,6 +7,7 @@ import logging
 import click
 
 from service.backtest_cli import backtest
+from service.demo_cli import demo
 from service.pipeline_cli import pipeline
 from service.tenants_cli import tenants
 
@@ -64,6 +65,7 @@ def up(host: str | None, port: int | None, dagster_port: int, no_dagster: bool) 
 main.add_command(tenants)
 main.add_command(backtest)
 main.add_command(pipeline)
+main.add_command(demo)
 
 if __name__ == "__main__":
     main()
