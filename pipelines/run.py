@@ -134,21 +134,9 @@ def _downstream_order() -> list[dg.AssetKey]:
 
 
 def _ssm_snapshot_due(platform: PlatformResource) -> bool:
-    """SSM is configured (a sync location, or an account with a role) and today's snapshot
-    is not in the lake yet."""
-    from warehouse.ssm.collect import sync_uri
+    from warehouse.ssm.collect import snapshot_due
 
-    settings = platform.settings()
-    configured = bool(sync_uri(settings))
-    if not configured and settings.registry_path.exists():
-        from warehouse.registry import Registry
-
-        with Registry.open(settings) as registry:
-            configured = any(a.role_arn for a in registry.aws_accounts())
-    if not configured:
-        return False
-    today = f"date={datetime.now(UTC).date().isoformat()}"
-    return not any(f"/{today}/" in path for path in ssm_store.lake_listing(platform.lake()))
+    return snapshot_due(platform.settings(), datetime.now(UTC))
 
 
 def _materialize(assets: list[object], keys: list[dg.AssetKey], instance: dg.DagsterInstance,

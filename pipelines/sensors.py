@@ -13,6 +13,7 @@ snapshot, or a demo history) requests a run that stages them.
 import hashlib
 import json
 from collections import defaultdict
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -21,6 +22,7 @@ from pipelines.resources import PlatformResource
 from warehouse import staging
 from warehouse.lake import LakeError
 from warehouse.ssm import store as ssm_store
+from warehouse.ssm.collect import snapshot_due
 
 SSM_STAGE_JOB = dg.define_asset_job(
     "stage_ssm_snapshots", selection=dg.AssetSelection.assets(SSM_STAGED),
@@ -51,7 +53,7 @@ def _digest(paths: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:16]
 
 
-@dg.sensor(jobs=[RAW_JOB, SSM_STAGE_JOB], minimum_interval_seconds=20,
+@dg.sensor(jobs=[RAW_JOB, SSM_STAGE_JOB, SSM_SNAPSHOT_JOB], minimum_interval_seconds=20,
            default_status=dg.DefaultSensorStatus.RUNNING,
            description="Notices new lake files and stages their receive days.")
 def lake_files_sensor(context: dg.SensorEvaluationContext, platform: PlatformResource
@@ -74,6 +76,12 @@ def lake_files_sensor(context: dg.SensorEvaluationContext, platform: PlatformRes
     if seen.get(SSM_CURSOR_KEY, _digest([])) != ssm_digest:
         requests.append(dg.RunRequest(run_key=f"ssm-{ssm_digest}", job_name=SSM_STAGE_JOB.name))
         context.log.info("SSM snapshots changed in the lake")
+    now = datetime.now(UTC)
+    if snapshot_due(platform.settings(), now):
+        # the daily schedule's backstop: a fresh start or a new day takes today's snapshot
+        today = now.date().isoformat()
+        requests.append(dg.RunRequest(run_key=f"ssm-snapshot-{today}",
+                                      job_name=SSM_SNAPSHOT_JOB.name, partition_key=today))
     if not requests:
         return dg.SkipReason("no new lake files")
     return dg.SensorResult(run_requests=requests,

@@ -29,37 +29,44 @@ def serve(host: str | None, port: int | None) -> None:
 
 
 @main.command()
-@click.option("--host", default=None, help="Bind address of the ingest service.")
-@click.option("--port", default=None, type=int, help="Port of the ingest service.")
+@click.option("--host", default=None, help="Bind address of every service (default 127.0.0.1).")
+@click.option("--port", default=None, type=int, help="Port of the ingest service (8001).")
 @click.option("--dagster-port", default=3000, show_default=True, type=int,
               help="Port of the Dagster webserver.")
-@click.option("--no-dagster", is_flag=True, help="Run the ingest service only.")
-def up(host: str | None, port: int | None, dagster_port: int, no_dagster: bool) -> None:
-    """Run the whole platform on the embedded default: ingest service and Dagster."""
+@click.option("--dashboard-port", default=8501, show_default=True, type=int,
+              help="Port of the Streamlit dashboards.")
+@click.option("--demo", is_flag=True,
+              help="Seed the demo tenants, alerts and patch fleets when the lake is empty.")
+@click.option("--no-dagster", is_flag=True, help="Run without Dagster (ingest only).")
+def up(host: str | None, port: int | None, dagster_port: int, dashboard_port: int, demo: bool,
+       no_dagster: bool) -> None:
+    """Run the whole platform on the embedded default: the ingest service, Dagster (sensors
+    on) and the dashboards; Ctrl-C stops everything."""
     import threading
 
     from service.config import get_settings
-    from service.platform_up import start_dagster, stop, watch
+    from service.platform_up import Companions, seed_when_ready
     from service.server import run_ingest
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     bind = host or settings.host
-    companions = []
-    stopping = threading.Event()
+    companions = Companions(settings.data_dir, bind)
+    lines: list[str] = []
     if not no_dagster:
-        dagster = start_dagster(settings.data_dir, bind, dagster_port)
-        watch(dagster, "dagster", stopping)
-        companions.append((dagster, "dagster"))
-    extra = [] if no_dagster else [
-        f"  dagster  http://{bind}:{dagster_port}   (asset graph, runs, sensors)",
-        f"  warehouse {settings.resolved_warehouse_path.resolve()}  (read-only snapshot)"]
+        companions.start_dagster(dagster_port)
+        lines.append(f"  dagster    http://{bind}:{dagster_port}   (asset graph, runs, sensors)")
+    if companions.start_dashboards(dashboard_port):
+        lines.append(f"  dashboards http://{bind}:{dashboard_port}")
+    lines.append(f"  warehouse  {settings.resolved_warehouse_path.resolve()} (read-only)")
+    if demo:
+        url = f"http://{bind}:{port or settings.port}"
+        threading.Thread(target=seed_when_ready, args=(settings, url), name="demo-seed",
+                         daemon=True).start()
     try:
-        run_ingest(host, port, banner=True, extra_lines=extra)
+        run_ingest(host, port, banner=True, extra_lines=lines)
     finally:
-        stopping.set()
-        for process, name in companions:
-            stop(process, name)
+        companions.stop_all()
 
 
 main.add_command(tenants)

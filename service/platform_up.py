@@ -1,5 +1,6 @@
-"""`aw up`: the ingest service in the foreground and Dagster (webserver, daemon, sensors on)
-beside it, stopped together on Ctrl-C.
+"""`aw up`: the ingest service in the foreground, Dagster (webserver, daemon, sensors on) and
+the Streamlit dashboards beside it, stopped together on Ctrl-C; with `--demo`, the demo data
+seeded through the ingest endpoint once it is ready, when the lake is empty.
 
 Dagster runs as `dagster dev -w workspace.yaml` in its own session with SIGINT restored (a
 process started from a background job inherits SIGINT ignored, and `dagster dev` maps SIGTERM
@@ -17,6 +18,8 @@ import threading
 from pathlib import Path
 
 import click
+
+from warehouse.config import PlatformSettings
 
 DAGSTER_YAML = """\
 telemetry:
@@ -86,3 +89,74 @@ def watch(process: subprocess.Popen[bytes], name: str, stopping: threading.Event
                        err=True)
 
     threading.Thread(target=wait, name=f"watch-{name}", daemon=True).start()
+
+
+class Companions:
+    """The processes `aw up` runs beside the ingest service."""
+
+    def __init__(self, data_dir: Path, host: str) -> None:
+        self.data_dir, self.host = data_dir, host
+        self.stopping = threading.Event()
+        self.processes: list[tuple[subprocess.Popen[bytes], str]] = []
+
+    def start_dagster(self, port: int) -> None:
+        self._add(start_dagster(self.data_dir, self.host, port), "dagster")
+
+    def start_dashboards(self, port: int) -> bool:
+        """`streamlit run dashboards/app.py` (headless, bound like the others); False when the
+        dashboards are not installed."""
+        import dashboards
+
+        app = Path(dashboards.__file__).resolve().parent / "app.py"
+        if not app.exists():
+            return False
+        env = dict(os.environ)
+        env["AW_DATA_DIR"] = str(self.data_dir.resolve())
+        command = [str(Path(sys.executable).with_name("streamlit")), "run", str(app),
+                   "--server.headless", "true", "--server.address", self.host,
+                   "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+        self._add(subprocess.Popen(command, env=env, start_new_session=True,
+                                   preexec_fn=_restore_sigint), "dashboards")  # noqa: PLW1509
+        return True
+
+    def _add(self, process: subprocess.Popen[bytes], name: str) -> None:
+        watch(process, name, self.stopping)
+        self.processes.append((process, name))
+
+    def stop_all(self) -> None:
+        self.stopping.set()
+        for process, name in self.processes:
+            stop(process, name)
+
+
+def seed_when_ready(settings: PlatformSettings, url: str, timeout: float = 120.0) -> None:
+    """`aw up --demo`: once the ingest service answers /readyz, seed the demo data if the
+    lake holds no alert yet (never twice)."""
+    import time
+
+    import httpx
+
+    from service.demo_seed import SeedError, lake_is_empty, seed
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    else:
+        click.echo("demo: the ingest service did not become ready; nothing seeded", err=True)
+        return
+    if not lake_is_empty(settings):
+        click.echo("demo: the lake already holds alerts; not seeding again")
+        return
+    click.echo("demo: seeding tenants, 30 days of alerts and patch fleets …")
+    try:
+        done = seed(settings, url)
+    except SeedError as exc:
+        click.echo(f"demo: seeding failed: {exc}", err=True)
+        return
+    click.echo(f"demo: {done.posted:,} alerts posted for {', '.join(done.tenants)}; the "
+               "pipelines pick them up within a minute or two")

@@ -55,14 +55,14 @@ def test_aw_up_runs_ingest_and_dagster_and_the_marts_follow(tmp_path: Path) -> N
     data_dir = tmp_path / "data"
     acme = create_tenant(data_dir, "acme", "Acme Corp")
     globex = create_tenant(data_dir, "globex", "Globex")
-    port, dagster_port = free_port(), free_port()
+    port, dagster_port, dashboard_port = free_port(), free_port(), free_port()
     inherited = {k: v for k, v in os.environ.items()
                  if not k.startswith(("AW_", "DAGSTER_"))}
     env = {**inherited, **TEST_AWS_ENV, "AW_DATA_DIR": str(data_dir),
            "AW_FLUSH_MAX_AGE_SECONDS": "0.5"}
     log = tmp_path / "aw-up.log"
     proc = _spawn([*aw_command(), "up", "--port", str(port), "--dagster-port",
-                   str(dagster_port)], env, log)
+                   str(dagster_port), "--dashboard-port", str(dashboard_port)], env, log)
     try:
         ingest = f"http://127.0.0.1:{port}"
         wait_for(lambda: _ok(f"{ingest}/readyz"), 60, lambda: log_tail(log))

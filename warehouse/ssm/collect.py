@@ -26,7 +26,7 @@ from warehouse.registry import Registry
 from warehouse.ssm.api import AwsAccount, collect_api
 from warehouse.ssm.resource_data_sync import read_resource_data_sync
 from warehouse.ssm.snapshot import Snapshot
-from warehouse.ssm.store import write_snapshot
+from warehouse.ssm.store import lake_listing, write_snapshot
 
 UNMAPPED = "_unmapped"
 
@@ -49,6 +49,20 @@ def sync_uri(settings: PlatformSettings) -> str:
         return settings.ssm_sync_uri
     default = settings.data_dir / "ssm-sync"
     return default.resolve().as_uri() if default.is_dir() else ""
+
+
+def snapshot_due(settings: PlatformSettings, now: datetime) -> bool:
+    """SSM is configured (a sync location, or an account with a role) and the lake has no
+    snapshot of `now`'s day yet."""
+    configured = bool(sync_uri(settings))
+    if not configured and settings.registry_path.exists():
+        with Registry.open(settings) as registry:
+            configured = any(a.role_arn for a in registry.aws_accounts())
+    if not configured:
+        return False
+    lake = open_lake(settings.resolved_lake_uri, settings.s3_endpoint_url)
+    day = f"/date={now.date().isoformat()}/"
+    return not any(day in path for path in lake_listing(lake))
 
 
 def take_snapshot(settings: PlatformSettings, now: datetime) -> Taken:
