@@ -82,49 +82,58 @@ def correlate_staged(con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline
     state = CorrelationState(con, timeline)
     done = int(scalar(con, "SELECT coalesce(max(load_id), 0) FROM pipeline.correlated") or 0)
     newest = int(scalar(con, "SELECT coalesce(max(load_id), 0) FROM lake.files") or 0)
-    new = con.sql(f"""
-        SELECT s.* EXCLUDE (load_id) FROM ({STAGED_EVENTS}) s
-        WHERE s.load_id > {done} AND s.load_id <= {newest}
-          AND s.event_id NOT IN (SELECT event_id FROM {SCHEMA}.events)
-        ORDER BY s.ingest_seq""").to_arrow_table()
+    new = _staged(con, f"""s.load_id > ? AND s.load_id <= ?
+                           AND s.event_id NOT IN (SELECT event_id FROM {SCHEMA}.events)""",
+                  [done, newest])
     result = CorrelateResult(events=new.num_rows)
     stored = dict(con.execute(f"SELECT tenant_id, max(ingest_seq) FROM {SCHEMA}.events "
                               "GROUP BY tenant_id").fetchall())
     known = dict(con.execute("SELECT * FROM pipeline.tenant_settings").fetchall())
-    new_tenants = sorted(set(pc.unique(new.column("tenant_id")).to_pylist()))
-    fingerprints = settings_fingerprints(timeline, sorted(set(known) | set(new_tenants)))
-    for tenant, digest in known.items():
-        if digest != fingerprints[tenant] and tenant in stored:
-            result.recomputed[tenant] = "settings changed"
-    first_new = _per_tenant_min(new)
-    for tenant, first in first_new.items():
-        if tenant in stored and first <= stored[tenant] and tenant not in result.recomputed:
-            result.recomputed[tenant] = "rows staged out of ingest order"
+    tenants = set(pc.unique(new.column("tenant_id")).to_pylist())
+    fingerprints = settings_fingerprints(timeline, sorted(set(known) | tenants))
+    result.recomputed = _to_recompute(known, fingerprints, stored, _per_tenant_min(new))
     recompute = sorted(result.recomputed)
-    state.forget(recompute)
-    for tenant in recompute:
-        stored.pop(tenant, None)
     if recompute:
-        everything = con.sql(f"""
-            SELECT s.* EXCLUDE (load_id) FROM ({STAGED_EVENTS}) s
-            WHERE s.load_id <= {newest} AND s.tenant_id IN
-                  (SELECT unnest(?::VARCHAR[]))
-            ORDER BY s.ingest_seq""", params=[recompute]).to_arrow_table()
-        new = pa.concat_tables([
-            new.filter(pc.invert(pc.is_in(new.column("tenant_id"), pa.array(recompute)))),
-            everything]).sort_by("ingest_seq")
+        state.forget(recompute)
+        for tenant in recompute:
+            stored.pop(tenant, None)
+        everything = _staged(con, "s.load_id <= ? AND s.tenant_id IN (SELECT unnest(?))",
+                             [newest, recompute])
+        others = pc.invert(pc.is_in(new.column("tenant_id"), pa.array(recompute)))
+        new = pa.concat_tables([new.filter(others), everything]).sort_by("ingest_seq")
     batch = new.cast(EVENTS)
     for part in _apply_groups(batch, stored):
-        applied = state.apply(part)
+        result.keys_touched += state.apply(part).keys
         result.applies += 1
-        result.keys_touched += applied.keys
     result.tenants = sorted(set(pc.unique(batch.column("tenant_id")).to_pylist()))
+    _record(con, fingerprints, newest)
+    return result
+
+
+def _staged(con: duckdb.DuckDBPyConnection, where: str, params: list[object]) -> pa.Table:
+    """Staged rows as engine events (`load_id` dropped), in ingest order."""
+    return con.sql(f"SELECT s.* EXCLUDE (load_id) FROM ({STAGED_EVENTS}) s WHERE {where} "
+                   "ORDER BY s.ingest_seq", params=params).to_arrow_table()
+
+
+def _to_recompute(known: Mapping[str, str], fingerprints: Mapping[str, str],
+                  stored: Mapping[str, int], first_new: Mapping[str, int]) -> dict[str, str]:
+    """Tenants to recompute from all their staged rows, with the reason."""
+    why = {t: "settings changed" for t, digest in known.items()
+           if digest != fingerprints[t] and t in stored}
+    for tenant, first in first_new.items():
+        if tenant in stored and first <= stored[tenant]:
+            why.setdefault(tenant, "rows staged out of ingest order")
+    return why
+
+
+def _record(con: duckdb.DuckDBPyConnection, fingerprints: Mapping[str, str], newest: int) -> None:
+    """The settings each tenant is now correlated under, and the last load correlated."""
     run(con, "BEGIN TRANSACTION")
     for tenant, digest in fingerprints.items():
         run(con, "INSERT OR REPLACE INTO pipeline.tenant_settings VALUES (?, ?)", [tenant, digest])
     run(con, "INSERT OR REPLACE INTO pipeline.correlated VALUES (1, ?, now())", [newest])
     run(con, "COMMIT")
-    return result
 
 
 def _per_tenant_min(table: pa.Table) -> dict[str, int]:
