@@ -6,6 +6,7 @@ import dagster as dg
 
 from pipelines.assets import ALL_ASSETS
 from pipelines.checks import ALL_CHECKS
+from pipelines.exports import EXPORT_ASSETS
 from pipelines.resources import resources
 from pipelines.sensors import (
     RAW_JOB,
@@ -25,7 +26,7 @@ automation = dg.AutomationConditionSensorDefinition(
 )
 
 defs = dg.Definitions(
-    assets=ALL_ASSETS,
+    assets=[*ALL_ASSETS, *EXPORT_ASSETS],
     asset_checks=ALL_CHECKS,
     jobs=[RAW_JOB, SSM_STAGE_JOB, SSM_SNAPSHOT_JOB],
     schedules=[ssm_daily],

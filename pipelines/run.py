@@ -126,6 +126,8 @@ def _downstream_order() -> list[dg.AssetKey]:
         if key in done:
             continue
         node = graph.get(key)
+        if node.group_name == "exports":
+            continue  # QuickSight exports: hourly in Dagster, or `aw export quicksight`
         # a multi-asset runs once for all of its keys
         siblings = [k for k in node.execution_set_asset_keys if k not in done]
         done.update(siblings)

@@ -9,6 +9,7 @@ import click
 from service.backtest_cli import backtest
 from service.demo_cli import demo
 from service.pipeline_cli import pipeline
+from service.quicksight_cli import export, quicksight
 from service.tenants_cli import tenants
 
 
@@ -73,6 +74,8 @@ main.add_command(tenants)
 main.add_command(backtest)
 main.add_command(pipeline)
 main.add_command(demo)
+main.add_command(export)
+main.add_command(quicksight)
 
 if __name__ == "__main__":
     main()
