@@ -114,7 +114,8 @@ class Companions:
         env["AW_DATA_DIR"] = str(self.data_dir.resolve())
         command = [str(Path(sys.executable).with_name("streamlit")), "run", str(app),
                    "--server.headless", "true", "--server.address", self.host,
-                   "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+                   "--server.port", str(port), "--browser.gatherUsageStats", "false",
+                   "--client.toolbarMode", "viewer"]
         self._add(subprocess.Popen(command, env=env, start_new_session=True,
                                    preexec_fn=_restore_sigint), "dashboards")  # noqa: PLW1509
         return True
