@@ -13,6 +13,7 @@ step finds the rows it has not seen yet.
 from __future__ import annotations
 
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -26,6 +27,7 @@ from warehouse.store import run, scalar
 
 LAKE_TABLES = {"raw/alerts": ("lake", "raw_alerts", ALERT_EVENTS),
                "raw/duplicates": ("lake", "raw_duplicates", DUPLICATE_EVENTS)}
+READERS = 8
 _TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
           pa.bool_(): "BOOLEAN", pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
           pa.map_(pa.string(), pa.string()): "MAP(VARCHAR, VARCHAR)"}
@@ -111,14 +113,19 @@ def load_day(con: duckdb.DuckDBPyConnection, lake: Lake, day: date,
         return result
     tables: dict[str, list[pa.Table]] = {t: [] for t in LAKE_TABLES}
     counts: dict[str, int] = {}
-    for f in todo:
-        schema = LAKE_TABLES[f.lake_table][2]
-        table = pq.read_table(f.path, filesystem=lake.fs, schema=schema)
-        counts[f.path] = table.num_rows
+
+    def read(f: LakeFile) -> pa.Table:
+        table = pq.read_table(f.path, filesystem=lake.fs, schema=LAKE_TABLES[f.lake_table][2])
         n = table.num_rows
-        tables[f.lake_table].append(
-            table.add_column(0, "tenant_id", pa.array([f.tenant_id] * n, pa.string()))
-                 .add_column(1, "date", pa.array([day] * n, pa.date32())))
+        return (table.add_column(0, "tenant_id", pa.array([f.tenant_id] * n, pa.string()))
+                .add_column(1, "date", pa.array([day] * n, pa.date32())))
+
+    # Many small files (one per tenant and flush): read them concurrently (I/O, and pyarrow
+    # releases the GIL while decoding).
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        for f, table in zip(todo, pool.map(read, todo), strict=True):
+            counts[f.path] = table.num_rows
+            tables[f.lake_table].append(table)
     load_id = int(scalar(con, "SELECT coalesce(max(load_id), 0) + 1 FROM lake.files") or 1)
     run(con, "BEGIN TRANSACTION")
     try:
@@ -131,9 +138,15 @@ def load_day(con: duckdb.DuckDBPyConnection, lake: Lake, day: date,
                 [load_id])
             con.unregister("staged")
             result.rows[lake_table] = sum(p.num_rows for p in parts)
-        for f in todo:
-            run(con, "INSERT INTO lake.files VALUES (?, ?, ?, ?, ?, ?, ?, now())",
-                [f.path, f.lake_table, f.tenant_id, f.day, f.size, counts[f.path], load_id])
+        con.register("staged_files", pa.table({
+            "path": [f.path for f in todo], "lake_table": [f.lake_table for f in todo],
+            "tenant_id": [f.tenant_id for f in todo],
+            "date": pa.array([f.day for f in todo], pa.date32()),
+            "size_bytes": pa.array([f.size for f in todo], pa.int64()),
+            "row_count": pa.array([counts[f.path] for f in todo], pa.int64())}))
+        run(con, "INSERT INTO lake.files SELECT *, ? AS load_id, now() AS loaded_at "
+                 "FROM staged_files", [load_id])
+        con.unregister("staged_files")
         run(con, "COMMIT")
     except BaseException:
         run(con, "ROLLBACK")
