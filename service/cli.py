@@ -38,9 +38,11 @@ def serve(host: str | None, port: int | None) -> None:
               help="Port of the Streamlit dashboards.")
 @click.option("--demo", is_flag=True,
               help="Seed the demo tenants, alerts and patch fleets when the lake is empty.")
+@click.option("--demo-events", default=40_000, show_default=True,
+              type=click.IntRange(100, 2_000_000), help="Alert events the demo posts.")
 @click.option("--no-dagster", is_flag=True, help="Run without Dagster (ingest only).")
 def up(host: str | None, port: int | None, dagster_port: int, dashboard_port: int, demo: bool,
-       no_dagster: bool) -> None:
+       demo_events: int, no_dagster: bool) -> None:
     """Run the whole platform on the embedded default: the ingest service, Dagster (sensors
     on) and the dashboards; Ctrl-C stops everything."""
     import threading
@@ -62,8 +64,8 @@ def up(host: str | None, port: int | None, dagster_port: int, dashboard_port: in
     lines.append(f"  warehouse  {settings.resolved_warehouse_path.resolve()} (read-only)")
     if demo:
         url = f"http://{bind}:{port or settings.port}"
-        threading.Thread(target=seed_when_ready, args=(settings, url), name="demo-seed",
-                         daemon=True).start()
+        threading.Thread(target=seed_when_ready, args=(settings, url, demo_events),
+                         name="demo-seed", daemon=True).start()
     try:
         run_ingest(host, port, banner=True, extra_lines=lines)
     finally:

@@ -130,7 +130,8 @@ class Companions:
             stop(process, name)
 
 
-def seed_when_ready(settings: PlatformSettings, url: str, timeout: float = 120.0) -> None:
+def seed_when_ready(settings: PlatformSettings, url: str, events: int = 40_000,
+                    timeout: float = 120.0) -> None:
     """`aw up --demo`: once the ingest service answers /readyz, seed the demo data if the
     lake holds no alert yet (never twice)."""
     import time
@@ -155,7 +156,7 @@ def seed_when_ready(settings: PlatformSettings, url: str, timeout: float = 120.0
         return
     click.echo("demo: seeding tenants, 30 days of alerts and patch fleets …")
     try:
-        done = seed(settings, url)
+        done = seed(settings, url, events=events)
     except SeedError as exc:
         click.echo(f"demo: seeding failed: {exc}", err=True)
         return
