@@ -27,7 +27,7 @@ import pyarrow as pa
 from warehouse.correlation.state import CorrelationState
 from warehouse.correlation.timeline import EPOCH, SettingsTimeline
 from warehouse.ssm import store as ssm_store
-from warehouse.store import run, scalar
+from warehouse.store import replace_table, run, scalar
 
 MODELS_DIR = Path(__file__).parent / "models"
 LAYERS = ("staging", "intermediate", "marts")
@@ -213,29 +213,16 @@ def write_tenants(con: duckdb.DuckDBPyConnection, tenants: Sequence[TenantRow],
         "stale_after_by_source": pa.array(settings_rows["stale_after_by_source"],
                                           pa.map_(pa.string(), pa.int64())),
     })
-    _replace(con, "staging.stg_tenants", tenant_table)
-    _replace(con, "staging.stg_settings", settings_table)
+    replace_table(con, "staging.stg_tenants", tenant_table)
+    replace_table(con, "staging.stg_settings", settings_table)
 
 
 def write_incidents(con: duckdb.DuckDBPyConnection, state: CorrelationState) -> int:
     """`intermediate.int_incidents`: every incident with its status at its tenant's clock."""
     ensure_schemas(con)
     incidents, _ = state.incidents()
-    _replace(con, "intermediate.int_incidents", incidents)
+    replace_table(con, "intermediate.int_incidents", incidents)
     return incidents.num_rows
-
-
-def _replace(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
-    con.register("incoming_rows", table)
-    run(con, "BEGIN TRANSACTION")
-    try:
-        run(con, f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM incoming_rows")
-        run(con, "COMMIT")
-    except BaseException:
-        run(con, "ROLLBACK")
-        raise
-    finally:
-        con.unregister("incoming_rows")
 
 
 def _us(value: object) -> int:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from warehouse.config import PlatformSettings
 
@@ -72,3 +73,17 @@ def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None
     """The first column of the first row (None without rows)."""
     rows = con.execute(sql, params or []).fetchall()
     return rows[0][0] if rows else None
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    """`CREATE OR REPLACE TABLE name` with the Arrow table's rows, in one transaction."""
+    con.register("incoming_rows", table)
+    run(con, "BEGIN TRANSACTION")
+    try:
+        run(con, f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM incoming_rows")
+        run(con, "COMMIT")
+    except BaseException:
+        run(con, "ROLLBACK")
+        raise
+    finally:
+        con.unregister("incoming_rows")

@@ -18,6 +18,7 @@ from tests.support.servers import (
     _stop,
     aw_command,
     free_port,
+    http_ok,
     log_tail,
     wait_for,
 )
@@ -41,11 +42,6 @@ def _published(path: Path) -> dict[str, int] | None:
     return {"noise_tenants": int(noise), "patch_tenants": int(patch)}
 
 
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def test_aw_up_demo_shows_every_client(tmp_path: Path) -> None:
@@ -59,7 +55,7 @@ def test_aw_up_demo_shows_every_client(tmp_path: Path) -> None:
                    "--port", str(ports["ingest"]), "--dagster-port", str(ports["dagster"]),
                    "--dashboard-port", str(ports["dashboards"])], env, log)
     try:
-        wait_for(lambda: _ok(f"http://127.0.0.1:{ports['dashboards']}/_stcore/health"), 120,
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{ports['dashboards']}/_stcore/health"), 120,
                  lambda: log_tail(log))
         warehouse = data_dir / "warehouse.duckdb"
         want = {"noise_tenants": 4, "patch_tenants": 3}
@@ -82,4 +78,4 @@ def test_aw_up_demo_shows_every_client(tmp_path: Path) -> None:
         _stop(proc, signal.SIGKILL, 5)
     assert stopped_cleanly, log_tail(log, 60)
     for port in ports.values():
-        assert not _ok(f"http://127.0.0.1:{port}/")  # nothing left listening
+        assert not http_ok(f"http://127.0.0.1:{port}/")  # nothing left listening

@@ -22,6 +22,7 @@ from tests.support.servers import (
     aw_command,
     create_tenant,
     free_port,
+    http_ok,
     log_tail,
     post_alerts,
     wait_for,
@@ -65,8 +66,8 @@ def test_aw_up_runs_ingest_and_dagster_and_the_marts_follow(tmp_path: Path) -> N
                    str(dagster_port), "--dashboard-port", str(dashboard_port)], env, log)
     try:
         ingest = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _ok(f"{ingest}/readyz"), 60, lambda: log_tail(log))
-        wait_for(lambda: _ok(f"http://127.0.0.1:{dagster_port}/server_info"), 120,
+        wait_for(lambda: http_ok(f"{ingest}/readyz"), 60, lambda: log_tail(log))
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{dagster_port}/server_info"), 120,
                  lambda: log_tail(log))
         now = datetime.now(UTC).replace(microsecond=0)
         with httpx.Client(base_url=ingest, timeout=10) as client:
@@ -112,8 +113,3 @@ def test_aw_up_runs_ingest_and_dagster_and_the_marts_follow(tmp_path: Path) -> N
     assert not leftover, leftover
 
 
-def _ok(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False

@@ -365,6 +365,14 @@ def create_tenant(data_dir: Path, tenant_id: str, name: str | None = None) -> Cr
     return Credentials(issued.tenant_id, issued.api_key, issued.hmac_secret)
 
 
+def http_ok(url: str) -> bool:
+    """True when `url` answers 200 right now (False on any transport error)."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_for(
     check: Callable[[], T | None], timeout: float, message: str | Callable[[], str],
     interval: float = 0.1,

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from warehouse.lake import Lake
 from warehouse.schema import TABLES as LAKE_TABLES
 from warehouse.ssm.schema import TABLES
-from warehouse.store import run
+from warehouse.store import replace_table, run
 
 
 @dataclass
@@ -87,15 +87,6 @@ def stage(con: duckdb.DuckDBPyConnection, lake: Lake) -> dict[str, int]:
         full_schema = schema.append(pa.field("snapshot_date", pa.date32()))
         table = (pa.concat_tables([p.select(full_schema.names).cast(full_schema)
                                    for p in parts]) if parts else full_schema.empty_table())
-        con.register("ssm_rows", table)
-        run(con, "BEGIN TRANSACTION")
-        try:
-            run(con, f"CREATE OR REPLACE TABLE lake.ssm_{name} AS SELECT * FROM ssm_rows")
-            run(con, "COMMIT")
-        except BaseException:
-            run(con, "ROLLBACK")
-            raise
-        finally:
-            con.unregister("ssm_rows")
+        replace_table(con, f"lake.ssm_{name}", table)
         counts[name] = table.num_rows
     return counts
