@@ -7,17 +7,34 @@ time) can only extend the latest incident, so only keys with out-of-order arriva
 merge; those, and only those, are replayed here in arrival order.
 
 The replay keeps the key's arrived events in (event time, ingest_seq) order and a sequential
-walk over them. An in-order arrival is fed to the walk. A late one restarts the walk from the
-last restartable event before it (nothing open, every incident's window long closed: a walk
-started empty there decides everything after it the same way), and compares the incidents
-visible before the arrival with those after: visible incidents whose first events now share
-an incident are merged into the earliest of them (SEMANTICS.md "Precise readings", R10).
+walk over them (`sequential.SequentialPass` with its undo log). An in-order arrival only
+joins the list; the walk catches up when a late one needs it. A late arrival rewinds the walk
+to just before its own position (undoing, in reverse, the logged changes of every row after
+it: the walk over (event time, ingest_seq)-sorted rows is deterministic, so that is exactly
+the walk over the rows before it), inserts itself and walks the rows after it again. It
+compares the incidents visible before the arrival with those after: visible incidents whose
+first events now share an incident are merged into the earliest of them (SEMANTICS.md
+"Precise readings", R10). Only incidents whose first event lies after the rewind point can
+lose (first events before it keep their incidents), and only the latest incident of each key
+before it can take later first events, so only those are read.
+
+A rewind costs the rows after the late event, not the key's history, so keys that are never
+idle (always an alert open, incidents ending only at the cap M) cost no more than others.
+What a rewind reads is bounded from the known future: every row's rank in (event time,
+ingest_seq) order is known, so a row fed when no later arrival of its component ranks below
+it is never rewound over, and its changes are not logged. Once no arrival still to come ranks
+below a row that opens a stretch of a single-key component in the end, the rows below it
+are final, so the walk is dropped and restarted empty there (rows before it are never
+walked). Rows after a component's last late arrival are not walked at all. A late point or
+re-send that provably changes nothing else is absorbed into its incident without a rewind
+(`Replay._absorb`). The walk of a key that is never idle (no stretch start) is still as long
+as the key's history up to its last late arrival, once.
 """
 
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,75 +105,174 @@ def _dt(us: int) -> object:
 
 
 class Replay:
-    """One key's arrivals, in ingest_seq order, with the walk kept current."""
+    """One key's (or component's) arrivals, in ingest_seq order, with a walk over them.
 
-    def __init__(self, rows: Rows, context: _Context, max_window: int) -> None:
+    `order` holds the arrived rows in (event time, ingest_seq) order; the walk has been fed
+    `order[:fed]` (in-order arrivals wait until a late one needs the walk), and `marks[k]` is
+    the length of the walk's undo log just before `order[k]` was fed, so rewinding the log to
+    `marks[k]` leaves exactly the walk over `order[:k]`. A late arrival at position k rewinds
+    there, inserts itself and walks `order[k:]` again.
+
+    `starts` (single-key components only) are the ranks of the rows that open a stretch in
+    the end (`sessions`: nothing of the key open, more than W after its previous event). When
+    every row ranked below such a row has arrived (no arrival still to come ranks below it),
+    the arrived rows below it are exactly the final ones, so a walk started empty there decides
+    everything after it as the full walk does: the walk is dropped and restarted there, and the
+    rows before it are never walked.
+    """
+
+    def __init__(self, rows: Rows, context: _Context, by_rank: list[int],
+                 starts: list[int] | None = None) -> None:
         self.r = rows
         self.context = context
-        self.max_window = max_window
+        self.row_of_rank = by_rank  # the rows in (event time, ingest_seq) order
+        self.rank = [0] * len(by_rank)  # of each row in that order
+        for position, row in enumerate(by_rank):
+            self.rank[row] = position
+        self.starts = starts
         self.order: list[tuple[int, int, int]] = []  # (time, seq, local row), arrived
-        self.restart: dict[int, bool] = {}
-        self.incidents: list[tuple[Inc, SequentialPass]] = []
-        self.walk = SequentialPass(rows)
+        self.fed = 0
+        self.marks: list[int] = []
+        self.absorbed: list[tuple[int, int]] = []  # (log length before, row) of each absorb
+        self.walk = SequentialPass(rows, journal=True)
+        self.log: list[tuple] = self.walk.log  # type: ignore[assignment]
         self.replayed = 0
 
-    def _feed(self, i: int) -> None:
-        self.restart[i] = self.walk.restartable(i, self.max_window)
-        before = len(self.walk.incidents)
-        self.walk.feed(i)
-        self.incidents.extend((inc, self.walk) for inc in self.walk.incidents[before:])
-
-    def arrive(self, i: int, clock: int) -> list[Merge]:
-        """Add local row i; `clock` is the tenant clock the visible incidents are read at."""
-        entry = (self.r.time[i], self.r.seq[i], i)
-        at = bisect_right(self.order, entry)
-        if at == len(self.order):
-            self.order.append(entry)
-            self._feed(i)
+    def arrive(self, i: int, clock: int, horizon: int) -> list[Merge]:
+        """Add local row i; `clock` is the tenant clock the visible incidents are read at;
+        no later arrival ranks below `horizon`, so changes for rows below it are not logged."""
+        r, order, rank = self.r, self.order, self.rank
+        entry = (r.time[i], r.seq[i], i)
+        if not order or entry > order[-1]:
+            order.append(entry)
             return []
+        at = bisect_right(order, entry)
+        lowest = min(rank[i], horizon)  # no arrival from this one on ranks below it
+        at -= self._restart(lowest)
+        self._catch_up(lowest)
         if self._absorb(i, at):
-            insort(self.order, entry)
             return []
-        start = at - 1
-        while start >= 0 and not self.restart[self.order[start][2]]:
-            start -= 1
-        start = max(start, 0)
-        cut = self.order[start][:2] if self.order else (0, 0)
-        r = self.r
-        kept, before = [], []
-        for inc, walk in self.incidents:
-            at_first = (r.time[inc.first], r.seq[inc.first])
-            if at_first < cut:
-                kept.append((inc, walk))
-            elif self.context.visible(inc, self.r):
-                before.append((at_first, inc, walk))
-        records = {inc.first: (pos, self.context.record(inc, walk, clock))
-                   for pos, inc, walk in before}
-        insort(self.order, entry)
-        self.incidents = kept
-        self.walk = SequentialPass(self.r)
-        for _, _, row in self.order[start:]:
-            self._feed(row)
-            self.replayed += 1
-        merges: list[Merge] = []
-        for inc in self.walk.incidents:
-            members = set(inc.rows)
-            bridged = sorted((records[first] for first in records if first in members),
-                             key=lambda item: item[0])
-            survivor = bridged[0][1]["first_event_id"] if bridged else None
-            merges.extend(Merge(record, str(survivor)) for _, record in bridged[1:])
-        return merges
+        walk, log = self.walk, self.log
+        start = self._rewind_point(at)
+        before = self._visible_before(start, clock)
+        walk.undo_to(self.marks[start])
+        del self.marks[start:]
+        order.insert(at, entry)
+        for k in range(start, len(order)):
+            row = order[k][2]
+            self.marks.append(len(log))
+            walk.log = log if rank[row] > horizon else None
+            walk.feed(row)
+        walk.log = log
+        self.fed = len(order)
+        self.replayed += len(order) - start
+        return self._merges(before)
 
+    def _restart(self, lowest: int) -> int:
+        """Drop the walk for a fresh one at the last stretch start ranked below `lowest` when
+        it lies beyond the rows walked so far; returns how many arrived rows were dropped."""
+        if self.starts is None:
+            return 0
+        k = bisect_left(self.starts, lowest) - 1
+        if k < 0:
+            return 0
+        row = self.row_of_rank[self.starts[k]]
+        cut = bisect_left(self.order, (self.r.time[row], self.r.seq[row], row))
+        if cut == 0 or cut < self.fed:
+            return 0
+        assert self.order[cut][2] == row  # every row ranked below `lowest` has arrived
+        del self.order[:cut]
+        self.fed = 0
+        self.marks = []
+        self.absorbed = []
+        self.walk = SequentialPass(self.r, journal=True)
+        self.log = self.walk.log  # type: ignore[assignment]
+        return cut
+
+    def _catch_up(self, lowest: int) -> None:
+        """Feed the waiting in-order arrivals (logged only above `lowest`)."""
+        walk, log, rank, order = self.walk, self.log, self.rank, self.order
+        for k in range(self.fed, len(order)):
+            row = order[k][2]
+            self.marks.append(len(log))
+            walk.log = log if rank[row] > lowest else None
+            walk.feed(row)
+        walk.log = log
+        self.fed = len(order)
+
+    def _rewind_point(self, at: int) -> int:
+        """The position to rewind to for an arrival at `at`: `at` itself, unless that would
+        undo an absorb (logged after the rows around it were fed) of a row before it; then the
+        absorbed row's position, so that row is walked again in its place."""
+        start = at
+        absorbed = self.absorbed
+        while absorbed and absorbed[-1][0] >= self.marks[start]:
+            _, row = absorbed.pop()
+            where = bisect_left(self.order, (self.r.time[row], self.r.seq[row], row))
+            start = min(start, where)
+        return start
+
+    def _visible_before(self, start: int, clock: int
+                        ) -> dict[int, tuple[tuple[int, int], dict[str, object] | None]]:
+        """Incidents visible now (before the arrival) that the walk from `start` can merge:
+        those whose first event is at or after `start` (with their records, as they are now),
+        and the latest incident of each key before `start` (it may take later first events;
+        only its first event id is needed, as a survivor)."""
+        r, walk, context = self.r, self.walk, self.context
+        first_row = self.order[start]
+        cut = (first_row[0], first_row[1])
+        incidents = walk.incidents
+        k = len(incidents)
+        while k and (r.time[incidents[k - 1].first], r.seq[incidents[k - 1].first]) >= cut:
+            k -= 1
+        before: dict[int, tuple[tuple[int, int], dict[str, object] | None]] = {}
+        for inc in incidents[k:]:
+            if context.visible(inc, r):
+                before[inc.first] = ((r.time[inc.first], r.seq[inc.first]),
+                                     context.record(inc, walk, clock))
+        for indexes in walk.by_key.values():
+            last = bisect_left(indexes, k) - 1
+            if last >= 0:
+                inc = incidents[indexes[last]]
+                if context.visible(inc, r):
+                    before[inc.first] = ((r.time[inc.first], r.seq[inc.first]), None)
+        return before
+
+    def _merges(self, before: dict[int, tuple[tuple[int, int], dict[str, object] | None]]
+                ) -> list[Merge]:
+        """Visible incidents whose first events now share an incident merge into the
+        earliest of them (incidents in creation order, merged ones in event-time order)."""
+        groups: dict[int, list[tuple[tuple[int, int], int, dict[str, object] | None]]] = {}
+        for first, (position, record) in before.items():
+            groups.setdefault(self.walk.incident_of[first], []).append(
+                (position, first, record))
+        merges: list[Merge] = []
+        for index in sorted(groups):
+            bridged = sorted(groups[index], key=lambda item: item[0])
+            if len(bridged) < 2:
+                continue
+            survivor = self.context.event_ids[self.r.rows[bridged[0][1]]].as_py()
+            for _, _, record in bridged[1:]:
+                assert record is not None  # only the earliest can come from before `start`
+                merges.append(Merge(record, str(survivor)))
+        return merges
 
     def _absorb(self, i: int, at: int) -> bool:
         """Add a late point, or a late re-send inside its open occurrence, to the incident
         that holds the events around it, when that provably changes nothing else: no new
-        occurrence, no later end of openness, no new last_activity, no reopen, no cap."""
-        r, walk = self.r, self.walk
+        occurrence, no later end of openness, no new last_activity, no reopen, no cap.
+        The changes are logged like a feed's; as they come after the feeds of the rows
+        after `at`, rewinding to one of those rows must rewind to `at` (`_rewind_point`)."""
+        r, walk, order = self.r, self.walk, self.order
         status, t = r.status[i], r.time[i]
         if status == RESOLVED:
             return False
-        after = next((row for _, _, row in self.order[at:] if r.status[row] != RESOLVED), None)
+        after = None
+        for k in range(at, len(order)):
+            row = order[k][2]
+            if r.status[row] != RESOLVED:
+                after = row
+                break
         if after is None or after not in walk.incident_of:
             return False
         if walk.rule[after] in OPENS:
@@ -177,13 +293,22 @@ class Replay:
             later = bisect_right(occ.fires, t)
             if later == len(occ.fires) or occ.fires[later] > t + r.stale_after[i]:
                 return False  # the last firing, or one its T_stale would not reach
+        log = self.log
+        self.absorbed.append((len(log), i))
+        if occ is not None:
             insort(occ.fires, t)
+            log.append((list.remove, occ.fires, t))
+        log += [(list.pop, inc.rows), (setattr, inc, "counted", inc.counted),
+                (setattr, inc, "points", inc.points), (dict.pop, walk.incident_of, i),
+                (dict.pop, walk.rule, i)]
         inc.rows.append(i)
         inc.counted += 1
         inc.points += status == POINT
         walk.incident_of[i] = index
         walk.rule[i] = R5B
-        self.restart[i] = False
+        order.insert(at, (t, r.seq[i], i))
+        self.marks.insert(at, self.marks[at])  # rewinding there leaves the walk of order[:at]
+        self.fed += 1
         return True
 
 
@@ -290,23 +415,39 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, et: EventTime, as_of
     clock = _clocks_before(adm, as_of, base_clock)
     context = _Context(adm, timeline)
     columns = _columns(adm, timeline)
-    max_window = max(int(v.settings.window.total_seconds() * 1_000_000)
-                     for v in timeline.versions)
     merges: list[Merge] = []
     replayed = 0
     by_component = np.argsort(component, kind="stable")  # rows stay in arrival order
+    # rows that open a stretch of their key in the end (`sessions`): restart points
+    opens = np.zeros(len(adm.seq), bool)
+    opens[et.incidents.first_row[et.incidents.restartable]] = True
     bounds = np.searchsorted(component[by_component], candidates)
     ends = np.searchsorted(component[by_component], candidates, side="right")
     for lo, hi in zip(bounds.tolist(), ends.tolist(), strict=True):
         index = rows[by_component[lo:hi]]
-        replay = Replay(Rows.take(index, **columns), context, max_window)
-        seqs = adm.seq[index]
+        seqs, times = adm.seq[index], adm.time[index]
         earlier = seqs < quiet_below if quiet_below is not None else np.zeros(len(index), bool)
-        for local in np.flatnonzero(earlier)[np.lexsort((seqs[earlier],
-                                                         adm.time[index][earlier]))].tolist():
-            replay.arrive(local, NONE)  # in event-time order: never late, never a merge
-        for local in np.flatnonzero(~earlier).tolist():
-            found = replay.arrive(local, int(clock[index[local]]))
+        # earlier rows first, in event-time order (never late, never a merge), then arrivals
+        sequence = np.concatenate([np.flatnonzero(earlier)[np.lexsort((seqs[earlier],
+                                                                       times[earlier]))],
+                                   np.flatnonzero(~earlier)])
+        # nothing after the last late arrival can merge: those rows are not walked
+        sequence = sequence[:int(np.flatnonzero(late[by_component[lo:hi]][sequence])[-1]) + 1]
+        by_rank = np.lexsort((seqs, times))
+        rank = np.empty(len(index), np.int64)
+        rank[by_rank] = np.arange(len(index))
+        # the lowest (time, seq) rank of the arrivals after each one: rows above it are the
+        # only ones a later arrival can rewind over, so the only ones whose changes are logged
+        horizon = np.append(np.minimum.accumulate(rank[sequence][::-1])[::-1][1:], len(index))
+        starts = None
+        keys = adm.key[index]
+        if (keys == keys[0]).all():  # one key: where its stretches start in the end, by rank
+            starts = np.sort(rank[opens[index]]).tolist()
+        replay = Replay(Rows.take(index, **columns), context, by_rank.tolist(), starts)
+        clocks = np.where(earlier, NONE, clock[index])[sequence].tolist()
+        for local, at_clock, after in zip(sequence.tolist(), clocks, horizon.tolist(),
+                                          strict=True):
+            found = replay.arrive(local, at_clock, after)
             for merge in found:
                 merge.arrival_seq = int(seqs[local])
             merges.extend(found)

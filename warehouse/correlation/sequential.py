@@ -8,6 +8,12 @@ started where nothing is open: at the start of a key or of a stretch.
 
 Open-member checks use a lazy max-heap per incident of (end of openness, occurrence), so a
 storm of thousands of open alerts costs a logarithm per event, not a scan.
+
+For the merge replay a walk can keep an undo log (`journal=True`): each change to its state is
+logged as a function and arguments that undo it, so `undo_to(mark)` rewinds the walk to any
+earlier point exactly (lazily dropped heap entries are pushed back; an undone push marks its
+entry cancelled, and cancelled entries are dropped like stale ones). A caller may switch the
+log off (`log = None`) while feeding rows it will never rewind over.
 """
 
 from __future__ import annotations
@@ -65,19 +71,6 @@ class Inc:
         return max((o.end for o in self.occs if o.resolved_at is None and not o.superseded),
                    default=NONE)
 
-    def open_at(self, t: int) -> bool:
-        """R5(a): a member occurrence still firing and not stale at t."""
-        heap = self.heap
-        while heap:
-            end, _, occ = heap[0]
-            end = -end
-            if occ.resolved_at is None and not occ.superseded and end == occ.end and t <= end:
-                return True
-            if occ.resolved_at is None and not occ.superseded and end == occ.end:
-                return False  # the latest end of a live member has passed
-            heapq.heappop(heap)
-        return False
-
 
 @dataclass
 class Rows:
@@ -102,10 +95,23 @@ class Rows:
                    **{name: values[index].tolist() for name, values in columns.items()})
 
 
-class SequentialPass:
-    """Feed rows in (event time, ingest_seq) order; read `incidents` and the per-row results."""
+def _restore(table: dict, key: object) -> tuple:
+    """The undo step of `table[key] = ...`: put back the old value, or remove the key."""
+    if key in table:
+        return (dict.__setitem__, table, key, table[key])
+    return (dict.pop, table, key)
 
-    def __init__(self, rows: Rows) -> None:
+
+class SequentialPass:
+    """Feed rows in (event time, ingest_seq) order; read `incidents` and the per-row results.
+
+    With `journal=True` every change the walk makes to its state is logged as an undo step
+    (a function and its arguments) in `log`, so `undo_to(mark)` brings the walk back exactly to
+    the state it had when the log was `mark` long: after feeding the same rows, in the same
+    order, as then. The merge replay uses it to rewind a walk to just before a late arrival.
+    """
+
+    def __init__(self, rows: Rows, journal: bool = False) -> None:
         self.r = rows
         self.incidents: list[Inc] = []
         self.occs: list[Occ] = []
@@ -118,37 +124,35 @@ class SequentialPass:
         self.gap: dict[int, int | None] = {}
         self.flap: set[int] = set()
         self.orphans: set[int] = set()
-        self.open_occs: list[tuple[int, int, Occ]] = []  # every live occurrence, by end
+        self.log: list[tuple] | None = [] if journal else None
+        self.by_key: dict[int, list[int]] = {}  # key -> its incident indexes
+        self.cancelled: set[int] = set()  # heap entries (by tick) whose push was undone
         self._tick = 0
+
+    def undo_to(self, mark: int) -> None:
+        """Undo every change logged after the first `mark` steps (journal only)."""
+        log = self.log
+        assert log is not None
+        while len(log) > mark:
+            step = log.pop()
+            step[0](*step[1:])
 
     def _live(self, occ: Occ, t: int) -> bool:
         return occ.resolved_at is None and not occ.superseded and t <= occ.end
 
-    def anything_open(self, t: int) -> bool:
-        """Any occurrence of this pass still firing at t (a restart point needs none)."""
-        heap = self.open_occs
+    def _open_member(self, inc: Inc, t: int) -> bool:
+        """R5(a): a member occurrence of `inc` still firing and not stale at t. Entries of
+        the lazy heap that no longer describe a live member are dropped on the way."""
+        heap, cancelled, log = inc.heap, self.cancelled, self.log
         while heap:
-            end, _, occ = heap[0]
-            if occ.resolved_at is None and not occ.superseded and -end == occ.end:
-                return t <= occ.end
-            heapq.heappop(heap)
+            end, tick, occ = heap[0]
+            if (occ.resolved_at is None and not occ.superseded and -end == occ.end
+                    and tick not in cancelled):
+                return t <= -end  # the latest end of a live member
+            entry = heapq.heappop(heap)
+            if log is not None:
+                log.append((heapq.heappush, heap, entry))
         return False
-
-    def restartable(self, i: int, max_window: int) -> bool:
-        """Could a walk started empty at row i decide everything from i on as this one will?
-        Yes when nothing is open, row i opens a new incident of its key (R5), and every
-        other key's latest incident ended more than the longest window W before it (so their
-        later events open new incidents anyway)."""
-        r = self.r
-        t = r.time[i]
-        if r.status[i] == RESOLVED or self.anything_open(t):
-            return False
-        own = r.key[i]
-        for key, index in self.latest.items():
-            gap = r.window[i] if key == own else max_window
-            if t <= self.incidents[index].last + gap:
-                return False
-        return True
 
     def feed(self, i: int) -> None:
         if self.r.status[i] == RESOLVED:
@@ -159,26 +163,38 @@ class SequentialPass:
     def _push(self, heap: list[tuple[int, int, Occ]], occ: Occ) -> None:
         self._tick += 1
         heapq.heappush(heap, (-occ.end, self._tick, occ))
+        if self.log is not None:  # an undone push leaves a cancelled entry, dropped lazily
+            self.log.append((set.add, self.cancelled, self._tick))
 
     def _resolve(self, i: int) -> None:
-        r = self.r
+        r, log = self.r, self.log
         t = r.time[i]
         occ = self.current.get(r.alert[i])
         if occ is None or not self._live(occ, t):  # R12, in event time
             self.orphans.add(i)
+            if log is not None:
+                log.append((set.discard, self.orphans, i))
             return
+        index = self.where[id(occ)]
+        inc = self.incidents[index]
+        if log is not None:
+            log.append((setattr, occ, "resolved_at", occ.resolved_at))
+            log.extend((setattr, self.incidents[k], "resolved", self.incidents[k].resolved)
+                       for k in occ.incidents)
+            log += [(setattr, inc, "last", inc.last), (list.pop, inc.rows),
+                    (dict.pop, self.gap, i), (dict.pop, self.incident_of, i),
+                    (dict.pop, self.rule, i)]
         occ.resolved_at = t
-        inc = self.incidents[self.where[id(occ)]]
-        for index in occ.incidents:
-            self.incidents[index].resolved += 1
+        for k in occ.incidents:
+            self.incidents[k].resolved += 1
         self.gap[i] = t - inc.last
         inc.last = max(inc.last, t)
         inc.rows.append(i)
-        self.incident_of[i] = self.where[id(occ)]
+        self.incident_of[i] = index
         self.rule[i] = RESOLVE
 
     def _join(self, i: int) -> None:
-        r = self.r
+        r, log = self.r, self.log
         t, status = r.time[i], r.status[i]
         key, missing = r.key[i], r.key_missing[i]
         occ = self.current.get(r.alert[i]) if status == FIRING else None
@@ -192,9 +208,22 @@ class SequentialPass:
             linked = index if rule == CAP and index is not None else -1
             cur = Inc(key, i, t, missing, linked, t)
             index = len(self.incidents)
+            indexes = self.by_key.setdefault(key, [])
+            if log is not None:
+                log += [(list.pop, indexes), (list.pop, self.incidents),
+                        _restore(self.latest, key)]
+            indexes.append(index)
             self.incidents.append(cur)
             self.latest[key] = index
         assert cur is not None and index is not None
+        if log is not None:
+            log += [(list.pop, cur.rows), (setattr, cur, "counted", cur.counted),
+                    (setattr, cur, "last", cur.last), (dict.pop, self.incident_of, i),
+                    (dict.pop, self.rule, i), (dict.pop, self.gap, i)]
+            if rule == REOPEN:
+                log += [(setattr, cur, "flaps", cur.flaps), (set.discard, self.flap, i)]
+            if status == POINT:
+                log.append((setattr, cur, "points", cur.points))
         if rule == REOPEN:
             cur.flaps += 1
             self.flap.add(i)
@@ -214,7 +243,7 @@ class SequentialPass:
         t = r.time[i]
         if cur is None:
             return MISSING_ASSET if missing else NEW
-        open_member = cur.open_at(t)
+        open_member = self._open_member(cur, t)
         if not open_member and t > cur.last + r.window[i]:  # R5(b), inclusive
             return NEW
         if t > cur.first_time + r.cap[i]:  # R6, inclusive
@@ -226,22 +255,33 @@ class SequentialPass:
         return R5B
 
     def _fire(self, i: int, index: int, key: int, missing: bool) -> None:
-        r = self.r
+        r, log = self.r, self.log
         t = r.time[i]
-        occ = self.current.get(r.alert[i])
+        alert = r.alert[i]
+        occ = self.current.get(alert)
         if occ is None or not self._live(occ, t):  # R3: a new occurrence
             if occ is not None and occ.resolved_at is None:
+                if log is not None:
+                    log.append((setattr, occ, "superseded", False))
                 occ.superseded = True  # R8: closed stale
             occ = Occ(key, missing, t + r.stale_after[i])
-            self.current[r.alert[i]] = occ
-            self.history.setdefault(r.alert[i], []).append(occ)
+            if log is not None:
+                occurrences = self.history.setdefault(alert, [])
+                log += [_restore(self.current, alert), (list.pop, occurrences),
+                        (list.pop, self.occs)]
+            self.current[alert] = occ
+            self.history.setdefault(alert, []).append(occ)
             self.occs.append(occ)
+        inc = self.incidents[index]
+        if log is not None:
+            log += [(setattr, occ, "end", occ.end), (list.pop, occ.fires),
+                    _restore(self.where, id(occ))]
+            if index not in occ.incidents:
+                log += [(list.pop, occ.incidents), (list.pop, inc.occs)]
         occ.end = t + r.stale_after[i]
         occ.fires.append(t)
         self.where[id(occ)] = index
-        inc = self.incidents[index]
         if index not in occ.incidents:
             occ.incidents.append(index)
             inc.occs.append(occ)
         self._push(inc.heap, occ)
-        self._push(self.open_occs, occ)

@@ -7,7 +7,9 @@ tenant's clock. `apply(batch)` takes events that arrived after everything stored
 `ingest_seq`, any event times):
 
 1. Arrival decisions (R2, R9, R11) depend only on earlier events of the same delivery id,
-   body hash or alert; those stored rows are read as context with their stored decisions.
+   body hash or alert; those stored rows are read as context with their stored decisions
+   (for R11 only each resolved alert's latest accepted firing: a resolve is stale when an
+   earlier arrival fired after it, so the latest event time is all that counts).
 2. The keys the batch touches (its events' own keys, and the keys of its alerts' stored
    events) are recomputed from their last restartable incident at or before the batch's
    earliest event time on that key: an incident opened with nothing of its key open, so
@@ -315,8 +317,12 @@ _TOUCHED = [
         SELECT k AS agg_key, min(time_us) AS tmin FROM (
             SELECT own_key AS k, time_us FROM b_info WHERE admitted
             UNION ALL
-            SELECT e.agg_key, b.time_us FROM {SCHEMA}.events e
-            JOIN b_info b ON e.alert = b.alert WHERE e.agg_key IS NOT NULL AND b.admitted
+            SELECT e.agg_key, b.time_us
+            FROM (SELECT DISTINCT alert, agg_key FROM {SCHEMA}.events
+                  WHERE agg_key IS NOT NULL
+                    AND alert IN (SELECT alert FROM b_info WHERE admitted)) e
+            JOIN (SELECT alert, min(time_us) AS time_us FROM b_info WHERE admitted
+                  GROUP BY alert) b ON e.alert = b.alert
         ) GROUP BY k""",
     # (key, alert) pairs of those keys; keys an alert spans restart from their beginning
     f"""CREATE OR REPLACE TEMP TABLE pairs AS
@@ -353,17 +359,21 @@ _TOUCHED = [
             GROUP BY p.alert) a USING (alert)
         WHERE e.fate = 0 AND e.agg_key IS NULL AND NOT e.stale_resolve
           AND e.event_time_us >= a.time_us""",
-    # stored rows read for the batch's arrival decisions (R2 groups, R11 firings)
+    # stored rows read for the batch's arrival decisions: R2 groups (same delivery id or
+    # body hash) and, for R11, each resolved alert's latest accepted firing (only the latest
+    # event time matters: a resolve is stale when an earlier arrival fired after it)
     f"""CREATE OR REPLACE TEMP TABLE history AS
-        SELECT e.* FROM {SCHEMA}.events e WHERE e.delivery IN (
-            SELECT tenant_id || chr(31) || source || chr(31) || delivery_id FROM incoming
-            WHERE delivery_id IS NOT NULL)
-        UNION SELECT e.* FROM {SCHEMA}.events e WHERE e.body IN (
-            SELECT tenant_id || chr(31) || body_sha256 FROM incoming
-            WHERE delivery_id IS NULL AND body_sha256 <> '')
-        UNION SELECT e.* FROM {SCHEMA}.events e
-        WHERE e.status = 'firing' AND e.fate = 0
-          AND e.alert IN (SELECT alert FROM b_info WHERE status = 'resolved')""",
+        SELECT e.* FROM {SCHEMA}.events e WHERE e.event_id IN (
+            SELECT event_id FROM {SCHEMA}.events WHERE delivery IN (
+                SELECT tenant_id || chr(31) || source || chr(31) || delivery_id FROM incoming
+                WHERE delivery_id IS NOT NULL)
+            UNION ALL SELECT event_id FROM {SCHEMA}.events WHERE body IN (
+                SELECT tenant_id || chr(31) || body_sha256 FROM incoming
+                WHERE delivery_id IS NULL AND body_sha256 <> '')
+            UNION ALL SELECT arg_max(event_id, event_time_us) FROM {SCHEMA}.events
+            WHERE status = 'firing' AND fate = 0
+              AND alert IN (SELECT alert FROM b_info WHERE status = 'resolved')
+            GROUP BY alert)""",
 ]
 _INPUT_SCHEMA = pa.schema(list(EVENTS) + [pa.field("stale_resolve", pa.bool_()),
                                           pa.field("context_only", pa.bool_())])
