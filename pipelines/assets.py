@@ -272,6 +272,9 @@ def published_warehouse(context: AssetExecutionContext, platform: PlatformResour
                         ) -> dg.MaterializeResult:
     store = platform.store()
     with platform.build() as con:
+        built = models.ensure_built(con, [m.name for m in models.marts()])
+        if built:
+            context.log.info(f"built marts no run had built yet: {', '.join(built)}")
         done = publish(con, store.published_path, models.marts(),
                        {"source": platform.settings().resolved_lake_uri,
                         "detail": f"dagster run {context.run.run_id}"})

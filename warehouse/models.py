@@ -140,8 +140,14 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
 
 def build(con: duckdb.DuckDBPyConnection, m: Model,
           params: Mapping[str, object] | None = None) -> int:
-    """(Re)build one model in a transaction; returns its row count."""
+    """(Re)build one model in a transaction; returns its row count.
+
+    An upstream model that was never built (an orchestrator may schedule a model without the
+    parents whose own inputs never changed, e.g. the compliance models before any SSM data)
+    is built first: models are pure functions of their inputs, so this is the same table a
+    run of the parent would have made."""
     ensure_schemas(con)
+    ensure_built(con, m.deps)
     values = {**PARAMS, **(params or {})}
     bound = {p: values[p] for p in m.params}
     kind = "VIEW" if m.layer == "staging" else "TABLE"
@@ -153,6 +159,22 @@ def build(con: duckdb.DuckDBPyConnection, m: Model,
         run(con, "ROLLBACK")
         raise
     return int(scalar(con, f"SELECT count(*) FROM {m.name}") or 0)
+
+
+def ensure_built(con: duckdb.DuckDBPyConnection, names: Iterable[str]) -> list[str]:
+    """Build the named models (and, first, their own missing parents) that do not exist yet;
+    returns what was built. Names of non-SQL inputs (lake.*, corr.*, Python models) are
+    skipped."""
+    existing = {f"{schema}.{table}" for schema, table in con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() UNION ALL "
+        "SELECT schema_name, view_name FROM duckdb_views()").fetchall()}
+    by_name = {m.name: m for m in catalog()}
+    built: list[str] = []
+    for name in names:
+        if name in by_name and name not in existing:
+            build(con, by_name[name])  # builds its own missing parents first
+            built.append(name)
+    return built
 
 
 def build_all(con: duckdb.DuckDBPyConnection, names: Iterable[str] | None = None) -> dict[str, int]:
