@@ -134,11 +134,14 @@ def seed_when_ready(settings: PlatformSettings, url: str, events: int = 40_000,
                     timeout: float = 120.0) -> None:
     """`aw up --demo`: once the ingest service answers /readyz, seed the demo data if the
     lake holds no alert yet (never twice)."""
+    import logging
     import time
 
     import httpx
 
     from service.demo_seed import SeedError, lake_is_empty, seed
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
