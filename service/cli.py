@@ -62,6 +62,9 @@ def up(host: str | None, port: int | None, dagster_port: int, dashboard_port: in
     if companions.start_dashboards(dashboard_port):
         lines.append(f"  dashboards http://{bind}:{dashboard_port}")
     lines.append(f"  warehouse  {settings.resolved_warehouse_path.resolve()} (read-only)")
+    if companions.processes:
+        lines.append(f"  logs       {(settings.data_dir / 'logs').resolve()}/"
+                     "{dagster,dashboards}.log")
     if demo:
         url = f"http://{bind}:{port or settings.port}"
         threading.Thread(target=seed_when_ready, args=(settings, url, demo_events),

@@ -54,14 +54,28 @@ def _restore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def log_path(data_dir: Path, name: str) -> Path:
+    """Where a companion's output goes (`$AW_DATA_DIR/logs/<name>.log`): Dagster prints every
+    run event, which would bury the ingest service's own lines."""
+    folder = data_dir / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{name}.log"
+
+
+def _spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_restore_sigint)  # noqa: PLW1509 - resets a handler
+
+
 def start_dagster(data_dir: Path, host: str, port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env["DAGSTER_HOME"] = str(dagster_home(data_dir))
     env["AW_DATA_DIR"] = str(data_dir.resolve())
     dagster = Path(sys.executable).with_name("dagster")
     command = [str(dagster), "dev", *workspace_args(), "-h", host, "-p", str(port)]
-    return subprocess.Popen(command, env=env, start_new_session=True,
-                            preexec_fn=_restore_sigint)  # noqa: PLW1509 - only resets a handler
+    return _spawn(command, env, log_path(data_dir, "dagster"))
 
 
 def stop(process: subprocess.Popen[bytes], name: str) -> None:
@@ -116,8 +130,7 @@ class Companions:
                    "--server.headless", "true", "--server.address", self.host,
                    "--server.port", str(port), "--browser.gatherUsageStats", "false",
                    "--client.toolbarMode", "viewer"]
-        self._add(subprocess.Popen(command, env=env, start_new_session=True,
-                                   preexec_fn=_restore_sigint), "dashboards")  # noqa: PLW1509
+        self._add(_spawn(command, env, log_path(self.data_dir, "dashboards")), "dashboards")
         return True
 
     def _add(self, process: subprocess.Popen[bytes], name: str) -> None:

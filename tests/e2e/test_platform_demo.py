@@ -60,7 +60,9 @@ def test_aw_up_demo_shows_every_client(tmp_path: Path) -> None:
         warehouse = data_dir / "warehouse.duckdb"
         want = {"noise_tenants": 4, "patch_tenants": 3}
         wait_for(lambda: _published(warehouse) == want, 300,
-                 lambda: f"published: {_published(warehouse)}\n" + log_tail(log, 60))
+                 lambda: f"published: {_published(warehouse)}\n" + log_tail(log, 30)
+                                  + "\n--- dagster ---\n"
+                                  + log_tail(data_dir / "logs" / "dagster.log", 60))
         text = log.read_text(errors="replace")
         assert "demo: seeding" in text and "alerts posted for acme, globex, initech" in text
         for line in ("dagster    http://", "dashboards http://"):

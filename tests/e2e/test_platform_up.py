@@ -81,7 +81,9 @@ def test_aw_up_runs_ingest_and_dagster_and_the_marts_follow(tmp_path: Path) -> N
         counts = wait_for(lambda: _published_counts(warehouse) == {"acme": 4, "globex": 2}
                           and _published_counts(warehouse), 240,
                           lambda: f"published: {_published_counts(warehouse)}\n"
-                                  + log_tail(log, 60))
+                                  + log_tail(log, 30)
+                                  + "\n--- dagster ---\n"
+                                  + log_tail(data_dir / "logs" / "dagster.log", 60))
         assert counts == {"acme": 4, "globex": 2}
         con = connect_readonly(warehouse)
         try:
@@ -94,7 +96,7 @@ def test_aw_up_runs_ingest_and_dagster_and_the_marts_follow(tmp_path: Path) -> N
             con.close()
         assert incidents == [("acme", 4, "open"), ("globex", 2, "resolved")]
         assert tenants == [("acme", "Acme Corp"), ("globex", "Globex")]
-        text = log.read_text(errors="replace")
+        text = (data_dir / "logs" / "dagster.log").read_text(errors="replace")
         assert "lake_files_sensor" in text and "update_marts_on_new_data" in text
     finally:
         if proc.poll() is None:
