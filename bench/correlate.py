@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,21 @@ def run_child(kind: str, path: Path, timeout: float, extra: list[str] | None = N
     return result
 
 
+def alternate(kinds: list[str], repeat: int, measure: Callable[[str, int], dict[str, Any]]
+              ) -> dict[str, list[dict[str, Any]]]:
+    """`repeat` rounds of one measurement per kind, alternating so that noise on this shared
+    machine hits every kind alike; a kind that timed out is not run again."""
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for i in range(repeat):
+        for kind in kinds:
+            if any("timeout" in r for r in runs[kind]):
+                continue
+            log(f"  {kind} run {i + 1}/{repeat} ...")
+            runs[kind].append(measure(kind, i))
+            log(f"    {json.dumps(runs[kind][-1])}")
+    return runs
+
+
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -215,14 +231,8 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     log(f"{n:,} events: generated in {generated:.1f} s, {path.stat().st_size / 1e6:.0f} MB "
         f"of Parquet; {json.dumps(shape)}")
     kinds = [k for k in ("floor", "events_only", "engine") if args.only in (None, k)]
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-    for i in range(args.repeat):
-        for kind in kinds:
-            if any("timeout" in r for r in runs[kind]):
-                continue
-            log(f"  {kind} run {i + 1}/{args.repeat} ...")
-            runs[kind].append(run_child(kind, path, args.timeout))
-            log(f"    {json.dumps(runs[kind][-1])}")
+    runs = alternate(kinds, args.repeat,
+                     lambda kind, _i: run_child(kind, path, args.timeout))
     out: dict[str, Any] = {"events": n, "generate_seconds": generated,
                            "parquet_mb": path.stat().st_size / 1e6, "history": shape,
                            "runs": runs}

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.correlate import log, machine_busy_seconds, measure_floor, peak_rss_mb
+from bench.correlate import alternate, log, machine_busy_seconds, measure_floor, peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,16 +132,13 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     log(f"{n:,} events: history and lake ({files} files) in "
         f"{time.perf_counter() - started:.1f} s")
     kinds = [k for k in ("floor", "full", "incremental") if args.only in (None, k)]
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-    for i in range(args.repeat):
-        for kind in kinds:
-            if any("timeout" in r for r in runs[kind]):
-                continue
-            log(f"  {kind} run {i + 1}/{args.repeat} ...")
-            child = [str(parquet)] if kind == "floor" else [
-                str(lake_dir), str(tmp / f"data-{n}-{kind}-{i}")]
-            runs[kind].append(run_child(kind, child, args.timeout))
-            log(f"    {json.dumps(runs[kind][-1])}")
+
+    def measure(kind: str, i: int) -> dict[str, Any]:
+        child = [str(parquet)] if kind == "floor" else [
+            str(lake_dir), str(tmp / f"data-{n}-{kind}-{i}")]
+        return run_child(kind, child, args.timeout)
+
+    runs = alternate(kinds, args.repeat, measure)
     return {"events": n, "lake_files": files, "runs": runs}
 
 

@@ -93,12 +93,8 @@ def catalog() -> tuple[Model, ...]:
                        if line.startswith("--")]
             deps = tuple(sorted({f"{s}.{t}" for s, t in _REF.findall(text)} - {name}))
             params = tuple(sorted(set(_PARAM.findall(text))))
-            found[name] = Model(name, text, " ".join(_leading(comment)), deps, params)
+            found[name] = Model(name, text, " ".join(comment), deps, params)
     return tuple(_ordered(found))
-
-
-def _leading(comment: list[str]) -> list[str]:
-    return comment  # the whole leading comment block is the description
 
 
 def _ordered(models: Mapping[str, Model]) -> list[Model]:
@@ -175,11 +171,6 @@ def ensure_built(con: duckdb.DuckDBPyConnection, names: Iterable[str]) -> list[s
             build(con, by_name[name])  # builds its own missing parents first
             built.append(name)
     return built
-
-
-def build_all(con: duckdb.DuckDBPyConnection, names: Iterable[str] | None = None) -> dict[str, int]:
-    wanted = set(names) if names is not None else None
-    return {m.name: build(con, m) for m in catalog() if wanted is None or m.name in wanted}
 
 
 # ---- the inputs written from Python ------------------------------------------------------

@@ -42,8 +42,6 @@ def _published(path: Path) -> dict[str, int] | None:
     return {"noise_tenants": int(noise), "patch_tenants": int(patch)}
 
 
-
-
 def test_aw_up_demo_shows_every_client(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     ports = {name: free_port() for name in ("ingest", "dagster", "dashboards")}
