@@ -61,7 +61,9 @@ def _timed_run() -> tuple[float, dict[str, Any]]:
     start = time.perf_counter()
     summary = run_once(echo=echo)
     seconds = time.perf_counter() - start
-    return seconds, {"steps": steps, "checks_failed": summary.checks_failed}
+    modes = {name: f"{meta['build']}: {meta.get('build_reason', '')}"
+             for name, meta in summary.steps.items() if "build" in meta}
+    return seconds, {"steps": steps, "modes": modes, "checks_failed": summary.checks_failed}
 
 
 def measure_full(lake_dir: Path, data_dir: Path) -> dict[str, Any]:

@@ -5,8 +5,10 @@
 - `correlation` (group incidents) brings the engine's stored state up to date with every staged
   event (incremental = full, issue 4) and writes the tenants, their settings versions and the
   incidents with their current status. A late event received today can change an incident of
-  any earlier day: the models downstream are rebuilt whole from the state, so every day of
-  every mart is correct, not only today's.
+  any earlier day: each step records exactly which events and incidents it changed
+  (`warehouse.changes`), and the big per-event, per-alert and per-incident models refresh
+  those rows wherever they are in time (the daily roll-ups are rebuilt whole), so every day
+  of every mart is correct, not only today's.
 - One asset per SQL model (`warehouse/models`), its dependencies read from the SQL.
 - `published_warehouse` (group publish) swaps a read-only snapshot of the marts in for readers.
 
@@ -195,7 +197,8 @@ def correlation(context: AssetExecutionContext, platform: PlatformResource
         staging.ensure_schema(con)
         step = incremental.correlate_staged(con, timeline)
         models.write_tenants(con, tenants, timeline)
-        n_incidents = models.write_incidents(con, CorrelationState(con, timeline))
+        n_incidents, version, changed_events, changed_incidents = models.write_incidents(
+            con, CorrelationState(con, timeline))
         stored = scalar(con, "SELECT count(*) FROM corr.events")
         settings_rows = scalar(con, "SELECT count(*) FROM staging.stg_settings")
         tenant_rows = scalar(con, "SELECT count(*) FROM staging.stg_tenants")
@@ -205,6 +208,8 @@ def correlation(context: AssetExecutionContext, platform: PlatformResource
         "new_events": step.events, "events_stored": int(stored or 0),
         "tenants_updated": len(step.tenants), "keys_touched": step.keys_touched,
         "tenants_recomputed": ", ".join(f"{t} ({w})" for t, w in step.recomputed.items()),
+        "change_version": version, "events_changed": changed_events,
+        "incidents_changed": changed_incidents,
         "seconds": round(time.monotonic() - started, 2)})
     yield dg.MaterializeResult(asset_key=PYTHON_KEYS["staging.stg_tenants"],
                                metadata={"dagster/row_count": int(tenant_rows or 0)})
@@ -231,9 +236,13 @@ def _model_asset(m: models.Model) -> dg.AssetsDefinition:
         with platform.build() as con:
             if is_root:
                 staging.ensure_schema(con)
-            rows = models.build(con, m)
-            metadata: dict[str, Any] = {"dagster/row_count": rows,
-                                           "seconds": round(time.monotonic() - started, 2)}
+            built = models.build(con, m)
+            metadata: dict[str, Any] = {"dagster/row_count": built.rows, "build": built.mode,
+                                        "build_reason": built.why,
+                                        "change_version": built.version,
+                                        "seconds": round(time.monotonic() - started, 2)}
+            if built.mode == "incremental":
+                metadata["scope_rows_refreshed"] = built.refreshed
             if "day" in _columns(con, m.name):
                 span = con.execute(f"SELECT min(day)::VARCHAR, max(day)::VARCHAR, "
                                    f"count(DISTINCT day) FROM {m.name}").fetchall()[0]

@@ -10,10 +10,21 @@ Three inputs are written from Python because they come from outside DuckDB: the 
 (`staging.stg_tenants`, from the registry), their settings versions (`staging.stg_settings`)
 and the incidents with their status at each tenant's clock (`intermediate.int_incidents`,
 from the correlation state).
+
+**Incremental models.** The models of one row per event, alert or incident grow with the
+whole history, while a correlation step changes a small part of it (which part is exact, not
+"today": a late event changes earlier days, `warehouse.changes`). Such a model declares
+`-- @incremental scope=<events|alerts|incidents>` (and optionally `also=<predicate>`: its own
+rows to refresh every time, e.g. alerts still open, whose status moves with the clock). Its
+SQL marks the lines that restrict it to the scope with `-- incremental only`; a full build
+drops those lines. A refresh deletes the rows in scope and inserts them recomputed, in one
+transaction; it falls back to a full build the first time, when its SQL changed, when the
+change log it needs was pruned, or when the scope is a large share of the table.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +35,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from warehouse import changes
 from warehouse.correlation.state import CorrelationState
 from warehouse.correlation.timeline import EPOCH, SettingsTimeline
 from warehouse.ssm import store as ssm_store
@@ -34,6 +46,9 @@ LAYERS = ("staging", "intermediate", "marts")
 PARAMS: dict[str, object] = {"recurrence_days": 7, "top_days": 7, "stale_scan_days": 7}
 _REF = re.compile(r"\b(lake|corr|staging|intermediate|marts)\.([a-z_][a-z0-9_]*)\b")
 _PARAM = re.compile(r"\$([a-z_]+)")
+_INCREMENTAL = re.compile(r"^-- @incremental scope=(\w+)(?: also=(.+))?$", re.M)
+INCREMENTAL_ONLY = "-- incremental only"
+FULL_REBUILD_SHARE = 0.3  # a refresh whose scope is beyond this share of the rows rebuilds
 
 # Unique keys of every table model (asset checks test them; the README documents them).
 KEYS: dict[str, tuple[str, ...]] = {
@@ -67,6 +82,19 @@ class Model:
     description: str
     deps: tuple[str, ...]
     params: tuple[str, ...]
+    scope: str | None = None  # incremental: the change scope it refreshes by
+    also: str | None = None  # incremental: own rows refreshed on every run
+
+    @property
+    def sql_sha256(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    def statement(self, incremental: bool) -> str:
+        """The SELECT, restricted to the scope tables or (full build) not."""
+        lines = self.sql.splitlines()
+        if not incremental:
+            lines = [line for line in lines if INCREMENTAL_ONLY not in line]
+        return "\n".join(lines)
 
     @property
     def layer(self) -> str:
@@ -90,10 +118,16 @@ def catalog() -> tuple[Model, ...]:
             text = path.read_text()
             name = f"{layer}.{path.stem}"
             comment = [line[2:].strip() for line in text.splitlines()
-                       if line.startswith("--")]
+                       if line.startswith("--") and not line.startswith("-- @")]
             deps = tuple(sorted({f"{s}.{t}" for s, t in _REF.findall(text)} - {name}))
             params = tuple(sorted(set(_PARAM.findall(text))))
-            found[name] = Model(name, text, " ".join(comment), deps, params)
+            declared = _INCREMENTAL.search(text)
+            scope, also = (declared.group(1), declared.group(2)) if declared else (None, None)
+            if scope is not None and (scope not in changes.SCOPES
+                                      or INCREMENTAL_ONLY not in text):
+                raise ValueError(f"{path}: an incremental model needs a known scope "
+                                 f"({', '.join(changes.SCOPES)}) and `{INCREMENTAL_ONLY}` lines")
+            found[name] = Model(name, text, " ".join(comment), deps, params, scope, also)
     return tuple(_ordered(found))
 
 
@@ -134,9 +168,20 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     ssm_store.ensure_tables(con)
 
 
+@dataclass(frozen=True)
+class Built:
+    """What one build of a model did."""
+
+    rows: int
+    mode: str  # "full", "incremental" or "unchanged"
+    version: int  # the change version its inputs were at
+    refreshed: int = 0  # incremental: scope rows refreshed
+    why: str = ""
+
+
 def build(con: duckdb.DuckDBPyConnection, m: Model,
-          params: Mapping[str, object] | None = None) -> int:
-    """(Re)build one model in a transaction; returns its row count.
+          params: Mapping[str, object] | None = None) -> Built:
+    """(Re)build one model in a transaction, incrementally when it can.
 
     An upstream model that was never built (an orchestrator may schedule a model without the
     parents whose own inputs never changed, e.g. the compliance models before any SSM data)
@@ -146,15 +191,97 @@ def build(con: duckdb.DuckDBPyConnection, m: Model,
     ensure_built(con, m.deps)
     values = {**PARAMS, **(params or {})}
     bound = {p: values[p] for p in m.params}
-    kind = "VIEW" if m.layer == "staging" else "TABLE"
+    target = _input_version(con, m)
+    mode, refreshed, why = "full", 0, "not incremental"
+    if m.scope is not None and not params:
+        mode, refreshed, why = _refresh(con, m, bound, target)
+    if mode == "full":
+        kind = "VIEW" if m.layer == "staging" else "TABLE"
+        _in_transaction(con, [(f"CREATE OR REPLACE {kind} {m.name} AS {m.statement(False)}",
+                               bound)])
+    changes.set_model_version(con, m.name, target, m.sql_sha256)
+    rows = int(scalar(con, f"SELECT count(*) FROM {m.name}") or 0)
+    return Built(rows, mode, target, refreshed, why)
+
+
+def _refresh(con: duckdb.DuckDBPyConnection, m: Model, bound: dict[str, object],
+             target: int) -> tuple[str, int, str]:
+    """Refresh the rows of `m` in scope of the versions since its last build. Returns (mode,
+    scope rows, why): mode "full" when it has to be rebuilt whole instead."""
+    assert m.scope is not None
+    before = changes.model_version(con, m.name)
+    if before is None or not _exists(con, m.name):
+        return "full", 0, "first build"
+    if before[1] != m.sql_sha256:
+        return "full", 0, "its SQL changed"
+    if before[0] < changes.floor(con):
+        return "full", 0, "the change log it needed was pruned"
+    if before[0] >= target:
+        return "unchanged", 0, "no change since its last build"
+    n = changes.prepare_scope(con, m.scope, before[0], target)
+    columns = changes.SCOPES[m.scope]
+    if m.also:
+        run(con, f"INSERT INTO scope_{m.scope} SELECT DISTINCT {', '.join(columns)} "
+                 f"FROM {m.name} WHERE {m.also}")
+        n = int(scalar(con, f"SELECT count(*) FROM (SELECT DISTINCT * FROM scope_{m.scope})")
+                or 0)
+    share = _scope_share(con, m, n)
+    if share > FULL_REBUILD_SHARE:
+        return "full", n, f"{n:,} {m.scope} in scope, {share:.0%} of the work of a full build"
+    match = " AND ".join(f"t.{c} = s.{c}" for c in columns)
+    _in_transaction(con, [
+        (f"DELETE FROM {m.name} t USING (SELECT DISTINCT * FROM scope_{m.scope}) s "
+         f"WHERE {match}", {}),
+        (f"INSERT INTO {m.name} BY NAME {m.statement(True)}", bound),
+    ])
+    return "incremental", n, f"{n:,} {m.scope} in scope of versions {before[0] + 1}–{target}"
+
+
+def _scope_share(con: duckdb.DuckDBPyConnection, m: Model, n: int) -> float:
+    """About how much of a full build's work a refresh of `n` scope rows is. An alert in
+    scope is recomputed from all its events (occurrences are numbered over its history), so
+    alerts weigh by their events."""
+    if m.scope == "alerts":
+        n = int(scalar(con, """SELECT count(*) FROM corr.events
+                               WHERE (tenant_id, source, source_fingerprint) IN
+                                     (SELECT * FROM scope_alerts)""") or 0)
+        total = int(scalar(con, "SELECT count(*) FROM corr.events") or 0)
+    else:
+        total = int(scalar(con, f"SELECT count(*) FROM {m.name}") or 0)
+    return n / max(total, 1)
+
+
+def _input_version(con: duckdb.DuckDBPyConnection, m: Model) -> int:
+    """The change version `m`'s inputs are at: the oldest of its table parents' (a parent
+    that lags is caught up with next time), else the latest correlation step's. Staging
+    views read the staged lake directly and are never behind."""
+    latest = changes.current_version(con)
+    versions = [latest]
+    views = {v.name for v in catalog() if v.layer == "staging"}
+    for dep in m.deps:
+        if dep.split(".", 1)[0] in ("staging", "intermediate", "marts") and dep not in views:
+            recorded = changes.model_version(con, dep)
+            if recorded is not None:
+                versions.append(recorded[0])
+    return min(versions)
+
+
+def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    schema, table = name.split(".", 1)
+    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? "
+                            "AND table_name = ?", [schema, table]))
+
+
+def _in_transaction(con: duckdb.DuckDBPyConnection,
+                    statements: list[tuple[str, dict[str, object]]]) -> None:
     run(con, "BEGIN TRANSACTION")
     try:
-        con.execute(f"CREATE OR REPLACE {kind} {m.name} AS {m.sql}", bound).fetchall()
+        for sql, bound in statements:
+            con.execute(sql, bound).fetchall()
         run(con, "COMMIT")
     except BaseException:
         run(con, "ROLLBACK")
         raise
-    return int(scalar(con, f"SELECT count(*) FROM {m.name}") or 0)
 
 
 def ensure_built(con: duckdb.DuckDBPyConnection, names: Iterable[str]) -> list[str]:
@@ -230,12 +357,29 @@ def write_tenants(con: duckdb.DuckDBPyConnection, tenants: Sequence[TenantRow],
     replace_table(con, "staging.stg_settings", settings_table)
 
 
-def write_incidents(con: duckdb.DuckDBPyConnection, state: CorrelationState) -> int:
-    """`intermediate.int_incidents`: every incident with its status at its tenant's clock."""
+def write_incidents(con: duckdb.DuckDBPyConnection, state: CorrelationState
+                    ) -> tuple[int, int, int, int]:
+    """`intermediate.int_incidents`: every incident with its status at its tenant's clock, as a
+    new change version (`warehouse.changes`) in one transaction. Returns (incidents,
+    version, changed events, changed incidents)."""
     ensure_schemas(con)
+    changes.ensure_tables(con)
     incidents, _ = state.incidents()
-    replace_table(con, "intermediate.int_incidents", incidents)
-    return incidents.num_rows
+    run(con, "BEGIN TRANSACTION")
+    try:
+        version, events, changed = changes.record_step(con, incidents)
+        for name in PYTHON_MODELS:
+            changes.set_model_version(con, name, version, "python")
+        # changes every built incremental model has consumed are not needed any more (one
+        # never built starts with a full build)
+        built = [v[0] for v in (changes.model_version(con, m.name) for m in catalog()
+                                if m.scope is not None) if v is not None]
+        changes.prune(con, min(built, default=version))
+        run(con, "COMMIT")
+    except BaseException:
+        run(con, "ROLLBACK")
+        raise
+    return incidents.num_rows, version, events, changed
 
 
 def _us(value: object) -> int:

@@ -19,7 +19,7 @@ def test_a_mart_builds_its_missing_parents_first(tmp_path) -> None:
         models.write_tenants(con, [], SettingsTimeline())
         models.write_incidents(con, state)
         risk = models.model("marts.fct_patch_risk_assets")
-        assert models.build(con, risk) == 0  # no data, but every parent exists now
+        assert models.build(con, risk).rows == 0  # no data, but every parent exists now
         tables = {f"{s}.{t}" for s, t in con.execute(
             "SELECT schema_name, table_name FROM duckdb_tables()").fetchall()}
         assert {"marts.fct_patch_compliance_node_daily",

@@ -2,9 +2,10 @@
 full recompute would leave them, touching only the keys and time ranges a batch affects.
 
 State lives in DuckDB tables (schema `corr`): the events with their arrival decisions, the
-live incidents with their lifecycle, every event's explanation, the merge log and each
-tenant's clock. `apply(batch)` takes events that arrived after everything stored (higher
-`ingest_seq`, any event times):
+live incidents with their lifecycle, every event's explanation, the merge log, each
+tenant's clock, and the ids of the events whose explanation a batch (re)wrote
+(`changed_events`, collected by the pipeline's incremental models). `apply(batch)` takes
+events that arrived after everything stored (higher `ingest_seq`, any event times):
 
 1. Arrival decisions (R2, R9, R11) depend only on earlier events of the same delivery id,
    body hash or alert; those stored rows are read as context with their stored decisions
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.events (
     fate TINYINT, stale_resolve BOOLEAN, agg_key VARCHAR, event_time_us BIGINT,
     alert VARCHAR, delivery VARCHAR, body VARCHAR);
 CREATE TABLE IF NOT EXISTS {SCHEMA}.clocks (tenant_id VARCHAR PRIMARY KEY, clock_us BIGINT);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.changed_events (event_id VARCHAR);
 """
 
 
@@ -180,12 +182,23 @@ class CorrelationState:
                         SELECT * FROM live JOIN lifecycle USING (incident_id)""")
         con.register("memberships", out.memberships)
         if region_ids is not None:
+            _run(con, f"""CREATE OR REPLACE TEMP TABLE region_before AS
+                          SELECT * FROM {SCHEMA}.memberships
+                          WHERE event_id IN (SELECT event_id FROM region_ids)""")
             _run(con, f"DELETE FROM {SCHEMA}.memberships WHERE event_id IN "
                         "(SELECT event_id FROM region_ids)")
         _run(con, f"INSERT INTO {SCHEMA}.memberships BY NAME SELECT * FROM memberships")
         if restart_gaps is not None and restart_gaps.num_rows:
             _run(con, f"""UPDATE {SCHEMA}.memberships m SET gap_us = g.gap_us
                             FROM restart_gaps g WHERE m.event_id = g.event_id""")
+        # change capture for the incremental models (warehouse.changes), in the same
+        # transaction: every event whose explanation is new or differs from before (most of
+        # a re-walked region comes out as it was)
+        rewritten = f"SELECT * FROM {SCHEMA}.memberships WHERE event_id IN " \
+                    "(SELECT event_id FROM memberships)"
+        if region_ids is not None:
+            rewritten = f"{rewritten} EXCEPT SELECT * FROM region_before"
+        _run(con, f"INSERT INTO {SCHEMA}.changed_events SELECT event_id FROM ({rewritten})")
         if region_ids is not None:
             _run(con, f"""UPDATE {SCHEMA}.events e SET agg_key = m.agg_key
                             FROM memberships m WHERE e.event_id = m.event_id

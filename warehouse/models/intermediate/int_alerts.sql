@@ -1,6 +1,7 @@
 -- One row per alert occurrence (R3): the events of one (tenant, source, fingerprint) from the
 -- firing that started it (new_alert) up to the next start, in event time (R14 ties by
 -- ingest_seq); each point event is its own occurrence.
+-- @incremental scope=alerts
 WITH members AS (
     SELECT d.*, d.status = 'point' AS is_point,
            sum(CASE WHEN d.new_alert THEN 1 ELSE 0 END) OVER (
@@ -9,6 +10,7 @@ WITH members AS (
                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS occurrence_no
     FROM intermediate.int_event_decisions d
     WHERE d.disposition = 'member'
+      AND (d.tenant_id, d.source, d.source_fingerprint) IN (SELECT * FROM scope_alerts)  -- incremental only
 ),
 occurrences AS (
     SELECT tenant_id, source, source_fingerprint, is_point, occurrence_no,
@@ -34,8 +36,6 @@ SELECT o.*,
        lead(o.started_at) OVER (
            PARTITION BY o.tenant_id, o.source, o.source_fingerprint, o.is_point
            ORDER BY o.occurrence_no) AS next_started_at,
-       c.clock_us,
        coalesce(s.stale_after_by_source[o.source], s.stale_after_us, 86400000000) AS stale_after_us
 FROM occurrences o
-JOIN corr.clocks c USING (tenant_id)
 LEFT JOIN staging.stg_settings s ON s.tenant_id = o.tenant_id AND s.label = o.settings_version

@@ -1,5 +1,6 @@
 -- One row per event: the engine's explanation (corr.memberships) with the event's own fields,
 -- its correlation day, and the incidents its arrival merged (R10).
+-- @incremental scope=events
 WITH merged AS (
     SELECT tenant_id, arrival_seq, list(incident_id ORDER BY incident_id) AS merged_incidents
     FROM corr.merges GROUP BY tenant_id, arrival_seq
@@ -16,3 +17,4 @@ SELECT m.event_id, m.tenant_id, m.ingest_seq, m.incident_id, m.agg_key, m.dispos
 FROM corr.memberships m
 JOIN staging.stg_events e USING (event_id)
 LEFT JOIN merged g ON g.tenant_id = m.tenant_id AND g.arrival_seq = m.ingest_seq
+WHERE m.event_id IN (SELECT event_id FROM scope_events)  -- incremental only

@@ -1,4 +1,5 @@
--- One row per alert occurrence (R3).
+-- One row per alert occurrence (R3); its status at its tenant's clock.
+-- @incremental scope=alerts also=status = 'open'
 SELECT 'alt_' || sha256(tenant_id || chr(31) || first_event_id)[:20] AS alert_id,
        tenant_id, source, source_fingerprint,
        CASE WHEN is_point THEN 'point' ELSE 'stateful' END AS kind,
@@ -16,3 +17,5 @@ SELECT 'alt_' || sha256(tenant_id || chr(31) || first_event_id)[:20] AS alert_id
        ['info', 'warning', 'high', 'critical'][severity_rank] AS severity,
        event_count, incident_count
 FROM intermediate.int_alerts
+JOIN corr.clocks USING (tenant_id)
+WHERE (tenant_id, source, source_fingerprint) IN (SELECT * FROM scope_alerts)  -- incremental only

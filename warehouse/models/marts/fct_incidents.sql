@@ -1,4 +1,5 @@
 -- One row per incident, merged ones included (merged_into set; they are not counted).
+-- @incremental scope=incidents
 WITH recurrence AS (
     -- R: another counted incident of the key with last_activity in [first_seen - 7 d,
     -- first_seen]; a key's incidents follow each other in event time, so the previous
@@ -9,11 +10,13 @@ WITH recurrence AS (
                     >= first_seen - to_days(CAST($recurrence_days AS INTEGER)), false) AS recurs
     FROM intermediate.int_incidents
     WHERE visible AND merged_into IS NULL
+      AND (tenant_id, agg_key) IN (SELECT tenant_id, agg_key FROM intermediate.int_incidents WHERE incident_id IN (SELECT incident_id FROM scope_incidents))  -- incremental only
 ),
 members AS (
     SELECT incident_id, list(DISTINCT source ORDER BY source) AS sources
     FROM intermediate.int_event_decisions
     WHERE disposition = 'member'
+      AND incident_id IN (SELECT incident_id FROM scope_incidents)  -- incremental only
     GROUP BY incident_id
 )
 SELECT i.incident_id, i.tenant_id, i.agg_key, f.asset, f.signature, coalesce(m.sources, []) AS sources,
@@ -33,3 +36,4 @@ LEFT JOIN staging.stg_events f ON f.event_id = i.first_event_id
 LEFT JOIN members m ON m.incident_id = i.incident_id
 LEFT JOIN intermediate.int_incident_visibility v ON v.incident_id = i.incident_id
 LEFT JOIN recurrence r ON r.incident_id = i.incident_id
+WHERE i.incident_id IN (SELECT incident_id FROM scope_incidents)  -- incremental only

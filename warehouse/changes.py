@@ -1,0 +1,166 @@
+"""The change log that lets the big models refresh only what a correlation step changed.
+
+A late event can change incidents of any earlier day (R10), so the marts cannot be refreshed
+by "today's partition". What changed is known exactly at the source instead:
+
+- the correlation state records every event whose explanation a batch (re)wrote
+  (`corr.changed_events`, in the batch's own transaction);
+- the correlation asset turns each of its steps into a **version**: it moves those event ids
+  to `pipeline.changed_events` and compares the incidents (status at the tenant clock
+  included, so an incident that went stale counts) with the previous ones into
+  `pipeline.changed_incidents`, in one transaction;
+- every model records the version its inputs were at when it was built
+  (`pipeline.model_versions`, with a digest of its SQL). An incremental model refreshes the
+  rows in scope of the versions after its own, up to the oldest version among its parents
+  (a parent that lags is caught up with on the next refresh, never skipped).
+
+Scopes, derived from the changed events and incidents of a version range (temporary tables
+the models' SQL reads on lines marked `-- incremental only`):
+
+- `scope_events`: the changed events;
+- `scope_alerts`: the alerts (tenant, source, fingerprint) those events belong to, whole
+  (occurrence numbers run over an alert's history);
+- `scope_incidents`: the changed incidents (their rows before and after the change), the
+  incidents those events belong to, and the next counted incident of the key after each of
+  them (recurrence looks at a key's previous incident).
+
+Versions that every model has consumed are pruned; a model older than the pruned floor
+(or with other SQL) is rebuilt whole.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from warehouse.store import run, scalar
+
+DDL = [
+    "CREATE SCHEMA IF NOT EXISTS pipeline",
+    """CREATE TABLE IF NOT EXISTS pipeline.change_versions (
+        version BIGINT PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL,
+        events BIGINT NOT NULL, incidents BIGINT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS pipeline.changed_events (version BIGINT, event_id VARCHAR)",
+    """CREATE TABLE IF NOT EXISTS pipeline.changed_incidents (
+        version BIGINT, incident_id VARCHAR, tenant_id VARCHAR, agg_key VARCHAR,
+        first_seen TIMESTAMPTZ)""",
+    """CREATE TABLE IF NOT EXISTS pipeline.model_versions (
+        model VARCHAR PRIMARY KEY, version BIGINT NOT NULL, sql_sha256 VARCHAR NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS pipeline.change_floor (
+        id INTEGER PRIMARY KEY, version BIGINT NOT NULL)""",
+]
+# The scopes an incremental model can declare, with the columns its rows are replaced by.
+SCOPES: dict[str, tuple[str, ...]] = {
+    "events": ("event_id",),
+    "alerts": ("tenant_id", "source", "source_fingerprint"),
+    "incidents": ("incident_id",),
+}
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for statement in DDL:
+        run(con, statement)
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    """The latest correlation step's version (0 before the first)."""
+    ensure_tables(con)
+    return int(scalar(con, "SELECT coalesce(max(version), 0) FROM pipeline.change_versions")
+               or 0)
+
+
+def floor(con: duckdb.DuckDBPyConnection) -> int:
+    """Changes of versions at or below this one were pruned."""
+    return int(scalar(con, "SELECT coalesce(max(version), 0) FROM pipeline.change_floor") or 0)
+
+
+def record_step(con: duckdb.DuckDBPyConnection, incidents: pa.Table) -> tuple[int, int, int]:
+    """A new version: the events the correlation state rewrote since the last step, and the
+    incidents that differ from `intermediate.int_incidents`, which `incidents` then replaces.
+    Call inside the caller's transaction. Returns (version, changed events, changed
+    incidents)."""
+    ensure_tables(con)
+    version = current_version(con) + 1
+    con.register("new_incidents", incidents)
+    exists = scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = "
+                         "'intermediate' AND table_name = 'int_incidents'")
+    if exists:
+        # the row before and the row after (a key's next incident depends on both places)
+        run(con, """
+            INSERT INTO pipeline.changed_incidents
+            SELECT DISTINCT ?, incident_id, tenant_id, agg_key, first_seen FROM (
+                (SELECT * FROM new_incidents EXCEPT SELECT * FROM intermediate.int_incidents)
+                UNION ALL
+                (SELECT * FROM intermediate.int_incidents EXCEPT SELECT * FROM new_incidents))""",
+            [version])
+    else:
+        run(con, "INSERT INTO pipeline.changed_incidents SELECT ?, incident_id, tenant_id, "
+                 "agg_key, first_seen FROM new_incidents", [version])
+    run(con, "CREATE OR REPLACE TABLE intermediate.int_incidents AS SELECT * FROM new_incidents")
+    con.unregister("new_incidents")
+    run(con, "INSERT INTO pipeline.changed_events SELECT DISTINCT ?, event_id "
+             "FROM corr.changed_events", [version])
+    run(con, "DELETE FROM corr.changed_events")
+    events = int(scalar(con, "SELECT count(*) FROM pipeline.changed_events WHERE version = ?",
+                        [version]) or 0)
+    changed = int(scalar(con, "SELECT count(DISTINCT incident_id) FROM "
+                              "pipeline.changed_incidents WHERE version = ?", [version]) or 0)
+    run(con, "INSERT INTO pipeline.change_versions VALUES (?, now(), ?, ?)",
+        [version, events, changed])
+    return version, events, changed
+
+
+def model_version(con: duckdb.DuckDBPyConnection, model: str) -> tuple[int, str] | None:
+    """(version, SQL digest) the model was last built at, if it was."""
+    ensure_tables(con)
+    rows = con.execute("SELECT version, sql_sha256 FROM pipeline.model_versions "
+                       "WHERE model = ?", [model]).fetchall()
+    return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+
+def set_model_version(con: duckdb.DuckDBPyConnection, model: str, version: int,
+                      sql_sha256: str) -> None:
+    run(con, "INSERT OR REPLACE INTO pipeline.model_versions VALUES (?, ?, ?)",
+        [model, version, sql_sha256])
+
+
+def prepare_scope(con: duckdb.DuckDBPyConnection, scope: str, after: int, upto: int) -> int:
+    """The temporary scope tables of versions (after, upto]; returns the rows in `scope`."""
+    run(con, """CREATE OR REPLACE TEMP TABLE scope_events AS
+                SELECT DISTINCT event_id FROM pipeline.changed_events
+                WHERE version > ? AND version <= ?""", [after, upto])
+    if scope == "alerts":
+        run(con, """CREATE OR REPLACE TEMP TABLE scope_alerts AS
+                    SELECT DISTINCT e.tenant_id, e.source, e.source_fingerprint
+                    FROM corr.events e SEMI JOIN scope_events USING (event_id)""")
+    elif scope == "incidents":
+        run(con, """CREATE OR REPLACE TEMP TABLE scope_incidents AS
+            WITH places AS (
+                SELECT incident_id, tenant_id, agg_key, first_seen
+                FROM pipeline.changed_incidents WHERE version > ? AND version <= ?
+                UNION
+                SELECT i.incident_id, i.tenant_id, i.agg_key, i.first_seen
+                FROM intermediate.int_incidents i SEMI JOIN (
+                    SELECT m.incident_id FROM corr.memberships m
+                    SEMI JOIN scope_events USING (event_id)) USING (incident_id)),
+            counted AS (SELECT incident_id, tenant_id, agg_key, first_seen
+                        FROM intermediate.int_incidents
+                        WHERE visible AND merged_into IS NULL),
+            following AS (  -- each place's next counted incident on its key
+                SELECT arg_min(c.incident_id, (c.first_seen, c.incident_id)) AS incident_id
+                FROM places p JOIN counted c USING (tenant_id, agg_key)
+                WHERE c.first_seen > p.first_seen
+                   OR (c.first_seen = p.first_seen AND c.incident_id > p.incident_id)
+                GROUP BY p.incident_id, p.first_seen)
+            SELECT incident_id FROM places
+            UNION SELECT incident_id FROM following""", [after, upto])
+    return int(scalar(con, f"SELECT count(*) FROM scope_{scope}") or 0)
+
+
+def prune(con: duckdb.DuckDBPyConnection, keep_after: int) -> None:
+    """Forget the changes of versions up to `keep_after` (every consumer is past them)."""
+    if keep_after <= floor(con):
+        return
+    run(con, "DELETE FROM pipeline.changed_events WHERE version <= ?", [keep_after])
+    run(con, "DELETE FROM pipeline.changed_incidents WHERE version <= ?", [keep_after])
+    run(con, "INSERT OR REPLACE INTO pipeline.change_floor VALUES (1, ?)", [keep_after])
