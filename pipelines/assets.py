@@ -25,6 +25,7 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from pipelines import progress
 from pipelines.resources import PlatformResource
 from warehouse import incremental, models, staging
 from warehouse.correlation.state import CorrelationState
@@ -99,7 +100,7 @@ def raw_events(context: AssetExecutionContext, platform: PlatformResource
             spans += [s for s in (result.received_min, result.received_max) if s]
             if result.files:
                 context.log.info(f"{day}: staged {result.files} file(s), {result.rows}")
-    return dg.MaterializeResult(metadata={
+    return progress.finished(RAW, dg.MaterializeResult(metadata={
         "partitions": ", ".join(context.partition_keys[:3])
                       + (" …" if len(context.partition_keys) > 3 else ""),
         "files_staged": staged_files,
@@ -108,7 +109,7 @@ def raw_events(context: AssetExecutionContext, platform: PlatformResource
         "tenants": len(tenants),
         "received_from": min(spans) if spans else "",
         "received_to": max(spans) if spans else "",
-    })
+    }))
 
 
 @dg.asset(
@@ -135,10 +136,10 @@ def ssm_snapshot(context: AssetExecutionContext, platform: PlatformResource
     taken = take_snapshot(platform.settings(), datetime.now(UTC))
     for error in taken.errors:
         context.log.warning(f"SSM collection: {error}")
-    return dg.MaterializeResult(metadata={
+    return progress.finished(SSM_SNAPSHOT, dg.MaterializeResult(metadata={
         "files": taken.files, "tenants": len(taken.tenants), "nodes": taken.rows.get("nodes", 0),
         "errors": len(taken.errors), "sources": ", ".join(taken.sources) or "none configured",
-        **{f"rows_{k}": v for k, v in taken.rows.items()}})
+        **{f"rows_{k}": v for k, v in taken.rows.items()}}))
 
 
 @dg.asset(
@@ -157,9 +158,9 @@ def ssm_snapshots(platform: PlatformResource) -> dg.MaterializeResult:
         counts = stage(con, platform.lake())
         days = con.execute("SELECT count(DISTINCT snapshot_date), min(snapshot_date)::VARCHAR, "
                            "max(snapshot_date)::VARCHAR FROM lake.ssm_nodes").fetchall()[0]
-    return dg.MaterializeResult(metadata={
+    return progress.finished(SSM_STAGED, dg.MaterializeResult(metadata={
         **{f"rows_{k}": v for k, v in counts.items()}, "snapshot_days": int(days[0]),
-        "first_day": days[1] or "", "last_day": days[2] or ""})
+        "first_day": days[1] or "", "last_day": days[2] or ""}))
 
 
 @dg.multi_asset(
@@ -204,19 +205,19 @@ def correlation(context: AssetExecutionContext, platform: PlatformResource
         tenant_rows = scalar(con, "SELECT count(*) FROM staging.stg_tenants")
     for tenant, why in step.recomputed.items():
         context.log.info(f"tenant {tenant} recomputed from scratch: {why}")
-    yield dg.MaterializeResult(asset_key=CORRELATION_STATE, metadata={
-        "new_events": step.events, "events_stored": int(stored or 0),
-        "tenants_updated": len(step.tenants), "keys_touched": step.keys_touched,
-        "tenants_recomputed": ", ".join(f"{t} ({w})" for t, w in step.recomputed.items()),
-        "change_version": version, "events_changed": changed_events,
-        "incidents_changed": changed_incidents,
-        "seconds": round(time.monotonic() - started, 2)})
-    yield dg.MaterializeResult(asset_key=PYTHON_KEYS["staging.stg_tenants"],
-                               metadata={"dagster/row_count": int(tenant_rows or 0)})
-    yield dg.MaterializeResult(asset_key=PYTHON_KEYS["staging.stg_settings"],
-                               metadata={"dagster/row_count": int(settings_rows or 0)})
-    yield dg.MaterializeResult(asset_key=PYTHON_KEYS["intermediate.int_incidents"],
-                               metadata={"dagster/row_count": n_incidents})
+    yield progress.finished(CORRELATION_STATE, dg.MaterializeResult(
+        asset_key=CORRELATION_STATE, metadata={
+            "new_events": step.events, "events_stored": int(stored or 0),
+            "tenants_updated": len(step.tenants), "keys_touched": step.keys_touched,
+            "tenants_recomputed": ", ".join(f"{t} ({w})" for t, w in step.recomputed.items()),
+            "change_version": version, "events_changed": changed_events,
+            "incidents_changed": changed_incidents,
+            "seconds": round(time.monotonic() - started, 2)}))
+    for name, rows in (("staging.stg_tenants", tenant_rows),
+                       ("staging.stg_settings", settings_rows),
+                       ("intermediate.int_incidents", n_incidents)):
+        yield progress.finished(PYTHON_KEYS[name], dg.MaterializeResult(
+            asset_key=PYTHON_KEYS[name], metadata={"dagster/row_count": int(rows or 0)}))
 
 
 def _model_asset(m: models.Model) -> dg.AssetsDefinition:
@@ -251,7 +252,8 @@ def _model_asset(m: models.Model) -> dg.AssetsDefinition:
             if "tenant_id" in _columns(con, m.name):
                 metadata["tenants"] = int(scalar(
                     con, f"SELECT count(DISTINCT tenant_id) FROM {m.name}") or 0)
-        return dg.MaterializeResult(metadata=metadata)
+        return progress.finished(dg.AssetKey(m.name.split(".")),
+                                 dg.MaterializeResult(metadata=metadata))
 
     return build_model
 
@@ -287,9 +289,9 @@ def published_warehouse(context: AssetExecutionContext, platform: PlatformResour
         done = publish(con, store.published_path, models.marts(),
                        {"source": platform.settings().resolved_lake_uri,
                         "detail": f"dagster run {context.run.run_id}"})
-    return dg.MaterializeResult(metadata={
+    return progress.finished(PUBLISHED, dg.MaterializeResult(metadata={
         "path": str(done.path), "size_bytes": done.size_bytes,
-        **done.tables})
+        **done.tables}))
 
 
 ALL_ASSETS = [raw_events, ssm_snapshot, ssm_snapshots, correlation, *MODEL_ASSETS,

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import dagster as dg
 import duckdb
 
+from pipelines import progress
 from pipelines.assets import ALL_ASSETS, RAW, SSM_SNAPSHOT, raw_events, ssm_snapshot
 from pipelines.checks import ALL_CHECKS
 from pipelines.resources import PlatformResource, resources
@@ -28,7 +29,7 @@ from warehouse.store import run as run_sql
 from warehouse.store import scalar
 
 Echo = Callable[[str], None]
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}  # failures: ours
 
 
 class PipelineFailed(RuntimeError):
@@ -107,8 +108,9 @@ def run_once(echo: Echo = print, instance: dg.DagsterInstance | None = None) -> 
         summary.seconds = time.monotonic() - started
         echo("the published warehouse is up to date")
         return summary
-    for key in _downstream_order():
-        _materialize([*ALL_ASSETS, *ALL_CHECKS], [key], instance, summary, echo)
+    # one run for the whole graph below the staged days: a Dagster run per asset costs more
+    # than most of the SQL models themselves
+    _materialize([*ALL_ASSETS, *ALL_CHECKS], _downstream_order(), instance, summary, echo)
     _record_signature(platform, signature)
     summary.seconds = time.monotonic() - started
     echo(f"{summary.checks_run - len(summary.checks_failed)} of {summary.checks_run} checks "
@@ -144,30 +146,22 @@ def _ssm_snapshot_due(platform: PlatformResource) -> bool:
 def _materialize(assets: list[object], keys: list[dg.AssetKey], instance: dg.DagsterInstance,
                  summary: RunSummary, echo: Echo, tags: dict[str, str] | None = None,
                  partition_key: str | None = None) -> None:
-    started = time.monotonic()
-    selection = dg.AssetSelection.assets(*keys).required_multi_asset_neighbors()
-    result = dg.materialize(assets, selection=selection, resources=resources(),  # type: ignore[arg-type]
-                            instance=instance, tags=tags, raise_on_error=False,
-                            partition_key=partition_key,
-                            run_config=QUIET)
-    seconds = time.monotonic() - started
-    if not result.success:
-        failure = next((e for e in result.all_events if e.is_step_failure), None)
-        detail = failure.step_failure_data.error.message.strip() if failure and \
-            failure.step_failure_data and failure.step_failure_data.error else "see the run log"
-        raise PipelineFailed(f"{keys[0].to_user_string()} failed: {detail}")
-    partitions: dict[str, int] = {}
-    for event in result.get_asset_materialization_events():
-        mat = getattr(event.event_specific_data, "materialization", None)
-        if mat is None:
-            continue
-        name = mat.asset_key.to_user_string()
-        partitions[name] = partitions.get(name, 0) + 1
-        summary.steps[name] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-    for name, count in partitions.items():
+    """One in-process run of `keys` (and their checks), echoing each asset as it finishes."""
+    last = [time.monotonic()]
+
+    def finished(name: str, metadata: Mapping[str, object]) -> None:
+        now = time.monotonic()
+        summary.steps[name] = {k: getattr(v, "value", v) for k, v in metadata.items()}
         rows = summary.steps[name].get("dagster/row_count")
         echo(f"  ✓ {name}" + (f"  {rows:,} rows" if isinstance(rows, int) else "")
-             + (f"  {count} partitions" if count > 1 else "") + f"  ({seconds:.1f} s)")
+             + f"  ({now - last[0]:.1f} s)")
+        last[0] = now
+
+    selection = dg.AssetSelection.assets(*keys).required_multi_asset_neighbors()
+    with progress.listening(finished):
+        result = dg.materialize(assets, selection=selection, resources=resources(),  # type: ignore[arg-type]
+                                instance=instance, tags=tags, raise_on_error=False,
+                                partition_key=partition_key, run_config=QUIET)
     for evaluation in result.get_asset_check_evaluations():
         summary.checks_run += 1
         if not evaluation.passed:
@@ -177,6 +171,13 @@ def _materialize(assets: list[object], keys: list[dg.AssetKey], instance: dg.Dag
     blocking = [c for c in summary.checks_failed if not c.endswith("raw_data_fresh")]
     if blocking:
         raise PipelineFailed(f"check(s) failed: {', '.join(blocking)}; nothing was published")
+    if not result.success:
+        failure = next((e for e in result.all_events if e.is_step_failure), None)
+        detail = failure.step_failure_data.error.message.strip() if failure and \
+            failure.step_failure_data and failure.step_failure_data.error else "see the run log"
+        step = failure.step_key.replace("__", "/") if failure and failure.step_key \
+            else keys[0].to_user_string()
+        raise PipelineFailed(f"{step} failed: {detail}")
 
 
 def _instance() -> dg.DagsterInstance:

@@ -44,3 +44,31 @@ def test_unreachable_lake_is_a_clear_error(data_dir, monkeypatch) -> None:
     assert result.exit_code == 1
     assert "Error: cannot list" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_failing_blocking_check_stops_the_run_before_publishing(lake, monkeypatch) -> None:
+    import duckdb
+
+    from warehouse import models
+    from warehouse.publish import connect_readonly
+
+    monkeypatch.setattr(models, "FULL_REBUILD_SHARE", 10.0)  # refresh, even this tiny table
+
+    write(lake, [{"id": "e1", "t": at("10:00:00")}], prefix="one")
+    assert CliRunner().invoke(main, ["pipeline", "run"]).exit_code == 0
+    settings = platform_settings()
+    published = settings.resolved_warehouse_path.resolve()
+    # a duplicated row outside any later refresh's scope: the key check must catch it
+    build = duckdb.connect(str(settings.data_dir / "pipeline" / "build.duckdb"))
+    build.execute("INSERT INTO marts.fct_incident_events SELECT * FROM marts.fct_incident_events"
+                  ).fetchall()
+    build.close()
+    write(lake, [{"id": "e2", "t": at("12:00:00")}], first_seq=2, prefix="two")
+    result = CliRunner().invoke(main, ["pipeline", "run"])
+    assert result.exit_code == 1, result.output
+    assert "✗ check marts/fct_incident_events:unique_not_null_key: 1 duplicate" in result.output
+    assert "nothing was published" in result.output and "Traceback" not in result.output
+    assert settings.resolved_warehouse_path.resolve() == published
+    reader = connect_readonly(settings.resolved_warehouse_path)
+    assert reader.execute("SELECT count(*) FROM marts.fct_incident_events").fetchall() == [(1,)]
+    reader.close()
