@@ -11,10 +11,10 @@ import pyarrow.compute as pc
 import pytest
 
 from warehouse import changes, incremental, models, staging
-from warehouse.correlation_settings import CorrelationSettings
 from warehouse.correlation.state import CorrelationState
 from warehouse.correlation.synthetic import history
 from warehouse.correlation.timeline import SettingsTimeline, Version, to_us
+from warehouse.correlation_settings import CorrelationSettings
 from warehouse.store import WarehouseStore
 from warehouse.synthetic_lake import write_events
 
