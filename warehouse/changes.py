@@ -157,6 +157,17 @@ def prepare_scope(con: duckdb.DuckDBPyConnection, scope: str, after: int, upto: 
     return int(scalar(con, f"SELECT count(*) FROM scope_{scope}") or 0)
 
 
+def published_versions(con: duckdb.DuckDBPyConnection, marts: list[str]) -> list[int]:
+    """The versions the published snapshot holds of `marts` (`warehouse.publish` records
+    them; it refreshes a snapshot copy by the same change log)."""
+    if not scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'pipeline' "
+                       "AND table_name = 'published_marts'"):
+        return []
+    return [int(r[0]) for r in con.execute(
+        "SELECT version FROM pipeline.published_marts WHERE mart IN (SELECT unnest(?))",
+        [marts]).fetchall()]
+
+
 def prune(con: duckdb.DuckDBPyConnection, keep_after: int) -> None:
     """Forget the changes of versions up to `keep_after` (every consumer is past them)."""
     if keep_after <= floor(con):

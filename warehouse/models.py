@@ -370,11 +370,13 @@ def write_incidents(con: duckdb.DuckDBPyConnection, state: CorrelationState
         version, events, changed = changes.record_step(con, incidents)
         for name in PYTHON_MODELS:
             changes.set_model_version(con, name, version, "python")
-        # changes every built incremental model has consumed are not needed any more (one
-        # never built starts with a full build)
-        built = [v[0] for v in (changes.model_version(con, m.name) for m in catalog()
-                                if m.scope is not None) if v is not None]
-        changes.prune(con, min(built, default=version))
+        # changes every built incremental model and the published snapshot have consumed
+        # are not needed any more (a model never built starts with a full build)
+        incremental = [m.name for m in catalog() if m.scope is not None]
+        built = [v[0] for v in (changes.model_version(con, name) for name in incremental)
+                 if v is not None]
+        changes.prune(con, min([*built, *changes.published_versions(con, incremental)],
+                               default=version))
         run(con, "COMMIT")
     except BaseException:
         run(con, "ROLLBACK")

@@ -16,11 +16,22 @@ link first, so every snapshot has its own path. Old snapshots are deleted once `
 ones exist and they are older than `GRACE` (an open connection keeps reading a deleted file).
 
 `marts.published` (one row) says when the snapshot was built and from what.
+
+**Incremental publish.** Writing every mart again costs as much as the rest of an
+incremental run. So a new snapshot normally starts as a byte copy of the previous one (the
+one this build file recorded publishing, whatever the link says, so a crash between the swap
+and the record costs nothing), and each mart is brought up to the build: an incremental
+model's rows in scope of the change versions since it was published are deleted and
+re-inserted (`warehouse.changes`, the same scopes the models refresh by), an unchanged one is
+left, the small roll-ups are written again. Every `FULL_EVERY`th publish, or when anything
+it relies on is missing, the snapshot is written from scratch, which also bounds the space
+deleted rows leave in a copied file.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -30,12 +41,21 @@ from pathlib import Path
 
 import duckdb
 
+from warehouse import changes
 from warehouse.files import fsync_path
 from warehouse.models import Model
 from warehouse.store import DUCKDB_CONFIG, run, scalar
 
 KEEP = 3
 GRACE = timedelta(minutes=10)
+FULL_EVERY = 20  # publishes; every FULL_EVERY-th writes a fresh snapshot
+DDL = [
+    "CREATE SCHEMA IF NOT EXISTS pipeline",
+    """CREATE TABLE IF NOT EXISTS pipeline.published_snapshot (
+        id INTEGER PRIMARY KEY, path VARCHAR NOT NULL, copies INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS pipeline.published_marts (
+        mart VARCHAR PRIMARY KEY, version BIGINT NOT NULL, sql_sha256 VARCHAR NOT NULL)""",
+]
 
 
 class WarehouseNotPublished(FileNotFoundError):
@@ -48,6 +68,7 @@ class Published:
     tables: dict[str, int]
     published_at: datetime
     size_bytes: int
+    mode: str = "full"  # "full", or "incremental" (a copy of the previous snapshot, updated)
 
 
 def snapshots_dir(target: Path) -> Path:
@@ -56,7 +77,9 @@ def snapshots_dir(target: Path) -> Path:
 
 def publish(con: duckdb.DuckDBPyConnection, target: Path, marts: Sequence[Model],
             info: Mapping[str, object] | None = None) -> Published:
-    """Copy `marts` from the build connection into a new snapshot and point `target` at it."""
+    """Bring a new snapshot up to the build's `marts` and point `target` at it."""
+    for statement in DDL:
+        run(con, statement)
     folder = snapshots_dir(target)
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
@@ -64,15 +87,19 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, marts: Sequence[Model]
     tmp = folder / f".{snapshot.name}.tmp"
     tables: dict[str, int] = {}
     alias = "snapshot_" + uuid.uuid4().hex[:8]
+    previous, copies = _previous(con)
+    published = _published_versions(con) if previous else {}
+    mode = "incremental" if previous else "full"
     try:
+        if previous:
+            shutil.copyfile(previous, tmp)
         run(con, f"ATTACH '{_quoted(tmp)}' AS {alias}")
         try:
-            run(con, f"CREATE SCHEMA {alias}.marts")
+            run(con, f"CREATE SCHEMA IF NOT EXISTS {alias}.marts")
             for m in marts:
-                run(con, f"CREATE TABLE {alias}.{m.name} AS SELECT * FROM {m.name}")
-                run(con, f"COMMENT ON TABLE {alias}.{m.name} IS '{_quoted(m.description)}'")
+                _bring_up(con, alias, m, published.get(m.name))
                 tables[m.name] = int(scalar(con, f"SELECT count(*) FROM {alias}.{m.name}") or 0)
-            run(con, f"""CREATE TABLE {alias}.marts.published AS
+            run(con, f"""CREATE OR REPLACE TABLE {alias}.marts.published AS
                          SELECT ?::TIMESTAMPTZ AS published_at, ?::VARCHAR AS source,
                                 ?::VARCHAR AS detail""",
                 [now, str((info or {}).get("source", "")), str((info or {}).get("detail", ""))])
@@ -92,8 +119,70 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, marts: Sequence[Model]
         for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
             if leftover.exists():
                 leftover.unlink()
+    _record(con, snapshot, copies + 1 if previous else 0, marts)
     _prune(folder, keep=snapshot)
-    return Published(target, tables, now, snapshot.stat().st_size)
+    return Published(target, tables, now, snapshot.stat().st_size, mode)
+
+
+def _previous(con: duckdb.DuckDBPyConnection) -> tuple[Path | None, int]:
+    """The snapshot this build last published, to copy, and how many copies it descends
+    from; None when the next snapshot is to be written from scratch."""
+    rows = con.execute("SELECT path, copies FROM pipeline.published_snapshot WHERE id = 1"
+                       ).fetchall()
+    if not rows:
+        return None, 0
+    path, copies = Path(rows[0][0]), int(rows[0][1])
+    if copies + 1 >= FULL_EVERY or not path.exists():
+        return None, 0
+    return path, copies
+
+
+def _published_versions(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, str]]:
+    return {r[0]: (int(r[1]), str(r[2])) for r in con.execute(
+        "SELECT mart, version, sql_sha256 FROM pipeline.published_marts").fetchall()}
+
+
+def _bring_up(con: duckdb.DuckDBPyConnection, alias: str, m: Model,
+              published: tuple[int, str] | None) -> None:
+    """Make the snapshot's copy of mart `m` equal the build's."""
+    built = changes.model_version(con, m.name)
+    exists = scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? "
+                         "AND schema_name = 'marts' AND table_name = ?", [alias, m.table])
+    if m.scope is not None and published is not None and built is not None and exists \
+            and published[1] == m.sql_sha256 == built[1] and published[0] >= changes.floor(con):
+        if published[0] == built[0]:
+            return  # unchanged since it was published
+        changes.prepare_scope(con, m.scope, published[0], built[0])
+        columns = changes.SCOPES[m.scope]
+        if m.also:  # rows the build refreshes every time, as the snapshot has them
+            run(con, f"INSERT INTO scope_{m.scope} SELECT DISTINCT {', '.join(columns)} "
+                     f"FROM {alias}.{m.name} WHERE {m.also}")
+        in_scope = f"({', '.join(columns)}) IN (SELECT * FROM scope_{m.scope})"
+        run(con, f"DELETE FROM {alias}.{m.name} WHERE {in_scope}")
+        run(con, f"INSERT INTO {alias}.{m.name} SELECT * FROM {m.name} WHERE {in_scope}")
+        return
+    run(con, f"DROP TABLE IF EXISTS {alias}.{m.name}")
+    run(con, f"CREATE TABLE {alias}.{m.name} AS SELECT * FROM {m.name}")
+    run(con, f"COMMENT ON TABLE {alias}.{m.name} IS '{_quoted(m.description)}'")
+
+
+def _record(con: duckdb.DuckDBPyConnection, snapshot: Path, copies: int,
+            marts: Sequence[Model]) -> None:
+    """What the new snapshot holds: the next publish starts from it."""
+    run(con, "BEGIN TRANSACTION")
+    try:
+        run(con, "INSERT OR REPLACE INTO pipeline.published_snapshot VALUES (1, ?, ?)",
+            [str(snapshot), copies])
+        run(con, "DELETE FROM pipeline.published_marts")
+        for m in marts:
+            built = changes.model_version(con, m.name)
+            if built is not None:
+                run(con, "INSERT INTO pipeline.published_marts VALUES (?, ?, ?)",
+                    [m.name, built[0], built[1]])
+        run(con, "COMMIT")
+    except BaseException:
+        run(con, "ROLLBACK")
+        raise
 
 
 def _prune(folder: Path, keep: Path) -> None:

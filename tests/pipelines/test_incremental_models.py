@@ -150,3 +150,33 @@ def test_a_late_event_changes_the_recurrence_of_the_next_incident(lake, tmp_path
         assert con.execute("SELECT list(recurs ORDER BY first_seen) FROM marts.fct_incidents "
                            "WHERE counted").fetchall()[0][0] == [False, True, True]
         _assert_equal_to_full(con)
+
+
+def test_incremental_publishes_equal_the_build(lake, tmp_path, monkeypatch) -> None:
+    from warehouse import publish
+
+    monkeypatch.setattr(publish, "FULL_EVERY", 4)
+    table = history(8_000, days=6, tenants=3, seed=17)
+    write_events(lake, table)
+    files = staging.lake_files(lake)
+    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
+    modes = []
+    with store.writer() as con:
+        for day in sorted({f.day for f in files}):
+            staging.load_day(con, lake, day, files)
+            _step(con, SettingsTimeline())
+            done = publish.publish(con, store.published_path, models.marts())
+            modes.append(done.mode)
+            con.execute(f"ATTACH '{store.published_path.resolve()}' AS snap (READ_ONLY)"
+                        ).fetchall()
+            for m in models.marts():
+                differ = con.execute(f"""SELECT count(*) FROM (
+                    (SELECT * FROM {m.name} EXCEPT ALL SELECT * FROM snap.{m.name})
+                    UNION ALL
+                    (SELECT * FROM snap.{m.name} EXCEPT ALL SELECT * FROM {m.name}))"""
+                                     ).fetchall()[0][0]
+                assert differ == 0, f"{m.name} differs from the build in {differ} rows"
+            con.execute("DETACH snap").fetchall()
+    # a fresh snapshot first and after every FULL_EVERY - 1 copies
+    assert modes == ["full", "incremental", "incremental", "incremental", "full",
+                     "incremental"]
