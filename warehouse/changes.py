@@ -18,8 +18,9 @@ Scopes, derived from the changed events and incidents of a version range (tempor
 the models' SQL reads on lines marked `-- incremental only`):
 
 - `scope_events`: the changed events;
-- `scope_alerts`: the alerts (tenant, source, fingerprint) those events belong to, whole
-  (occurrence numbers run over an alert's history);
+- `scope_alerts`: the alerts (tenant, source, fingerprint, kind) those events belong to,
+  each from the last occurrence that started before its earliest changed event (occurrence
+  numbers run over an alert's history and continue from there);
 - `scope_incidents`: the changed incidents (their rows before and after the change), the
   incidents those events belong to, and the next counted incident of the key after each of
   them (recurrence looks at a key's previous incident).
@@ -49,12 +50,14 @@ DDL = [
     """CREATE TABLE IF NOT EXISTS pipeline.change_floor (
         id INTEGER PRIMARY KEY, version BIGINT NOT NULL)""",
 ]
-# The scopes an incremental model can declare, with the columns its rows are replaced by.
+# The scopes an incremental model can declare: the columns its rows are matched by, and for
+# alerts the occurrence a refresh starts from.
 SCOPES: dict[str, tuple[str, ...]] = {
     "events": ("event_id",),
-    "alerts": ("tenant_id", "source", "source_fingerprint"),
+    "alerts": ("tenant_id", "source", "source_fingerprint", "kind"),
     "incidents": ("incident_id",),
 }
+_FROM = {"alerts": " AND t.occurrence_no >= s.from_no"}
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -124,15 +127,19 @@ def set_model_version(con: duckdb.DuckDBPyConnection, model: str, version: int,
         [model, version, sql_sha256])
 
 
-def prepare_scope(con: duckdb.DuckDBPyConnection, scope: str, after: int, upto: int) -> int:
-    """The temporary scope tables of versions (after, upto]; returns the rows in `scope`."""
+def prepare_scope(con: duckdb.DuckDBPyConnection, scope: str, after: int, upto: int,
+                  also: tuple[str, str] | None = None) -> int:
+    """The temporary scope tables of versions (after, upto]; returns the rows in `scope`.
+
+    `also` = (table, predicate): rows of that table (the model's own, or the published
+    copy of it) to refresh as well."""
     run(con, """CREATE OR REPLACE TEMP TABLE scope_events AS
                 SELECT DISTINCT event_id FROM pipeline.changed_events
                 WHERE version > ? AND version <= ?""", [after, upto])
-    if scope == "alerts":
-        run(con, """CREATE OR REPLACE TEMP TABLE scope_alerts AS
-                    SELECT DISTINCT e.tenant_id, e.source, e.source_fingerprint
-                    FROM corr.events e SEMI JOIN scope_events USING (event_id)""")
+    if scope == "events" and also:
+        run(con, f"INSERT INTO scope_events SELECT event_id FROM {also[0]} WHERE {also[1]}")
+    elif scope == "alerts":
+        _alert_scope(con, also)
     elif scope == "incidents":
         run(con, """CREATE OR REPLACE TEMP TABLE scope_incidents AS
             WITH places AS (
@@ -154,7 +161,55 @@ def prepare_scope(con: duckdb.DuckDBPyConnection, scope: str, after: int, upto: 
                 GROUP BY p.incident_id, p.first_seen)
             SELECT incident_id FROM places
             UNION SELECT incident_id FROM following""", [after, upto])
+        if also:
+            run(con, f"INSERT INTO scope_incidents SELECT incident_id FROM {also[0]} "
+                     f"WHERE {also[1]}")
     return int(scalar(con, f"SELECT count(*) FROM scope_{scope}") or 0)
+
+
+def _alert_scope(con: duckdb.DuckDBPyConnection, also: tuple[str, str] | None) -> None:
+    """`scope_alerts`: per alert (and kind: points are numbered apart) the first occurrence to
+    recompute, `from_no`, with its start (`from_time`, `from_seq`; null from the first). An
+    alert is recomputed from the last occurrence that started before its earliest changed
+    event: everything before that start is untouched (occurrences follow each other in event
+    time), and that occurrence's own start is not a changed event, so the one before it keeps
+    its `next_started_at`."""
+    extra = f"UNION ALL SELECT {', '.join(SCOPES['alerts'])}, occurrence_no FROM {also[0]} " \
+            f"WHERE {also[1]}" if also else ""
+    run(con, f"""CREATE OR REPLACE TEMP TABLE scope_alerts AS
+        WITH changed AS (
+            SELECT e.tenant_id, e.source, e.source_fingerprint,
+                   CASE WHEN e.status = 'point' THEN 'point' ELSE 'stateful' END AS kind,
+                   min(e.event_time_us) AS time_us,
+                   arg_min(e.ingest_seq, (e.event_time_us, e.ingest_seq)) AS seq
+            FROM corr.events e SEMI JOIN scope_events USING (event_id)
+            WHERE e.event_time_us IS NOT NULL
+            GROUP BY ALL),
+        restart AS (
+            SELECT c.tenant_id, c.source, c.source_fingerprint, c.kind,
+                   coalesce(max(a.occurrence_no), 1) AS from_no
+            FROM changed c LEFT JOIN intermediate.int_alerts a
+                 ON a.tenant_id = c.tenant_id AND a.source = c.source
+                AND a.source_fingerprint = c.source_fingerprint AND a.kind = c.kind
+                AND (epoch_us(a.started_at) < c.time_us
+                     OR (epoch_us(a.started_at) = c.time_us AND a.first_seq < c.seq))
+            GROUP BY ALL
+            {extra}),
+        first AS (SELECT tenant_id, source, source_fingerprint, kind, min(from_no) AS from_no
+                  FROM restart GROUP BY ALL)
+        SELECT f.*, CASE WHEN f.from_no > 1 THEN a.started_at END AS from_time,
+               CASE WHEN f.from_no > 1 THEN a.first_seq END AS from_seq
+        FROM first f LEFT JOIN intermediate.int_alerts a
+             ON a.tenant_id = f.tenant_id AND a.source = f.source
+            AND a.source_fingerprint = f.source_fingerprint AND a.kind = f.kind
+            AND a.occurrence_no = f.from_no""")
+
+
+def in_scope(scope: str, table: str) -> str:
+    """A predicate on `table` (aliased t): the row is in the prepared scope."""
+    match = " AND ".join(f"s.{c} = t.{c}" for c in SCOPES[scope])
+    return (f"EXISTS (SELECT 1 FROM scope_{scope} s WHERE {match}{_FROM.get(scope, '')})"
+            if scope != "events" else "t.event_id IN (SELECT event_id FROM scope_events)")
 
 
 def published_versions(con: duckdb.DuckDBPyConnection, marts: list[str]) -> list[int]:

@@ -218,20 +218,13 @@ def _refresh(con: duckdb.DuckDBPyConnection, m: Model, bound: dict[str, object],
         return "full", 0, "the change log it needed was pruned"
     if before[0] >= target:
         return "unchanged", 0, "no change since its last build"
-    n = changes.prepare_scope(con, m.scope, before[0], target)
-    columns = changes.SCOPES[m.scope]
-    if m.also:
-        run(con, f"INSERT INTO scope_{m.scope} SELECT DISTINCT {', '.join(columns)} "
-                 f"FROM {m.name} WHERE {m.also}")
-        n = int(scalar(con, f"SELECT count(*) FROM (SELECT DISTINCT * FROM scope_{m.scope})")
-                or 0)
+    n = changes.prepare_scope(con, m.scope, before[0], target,
+                              (m.name, m.also) if m.also else None)
     share = _scope_share(con, m, n)
     if share > FULL_REBUILD_SHARE:
         return "full", n, f"{n:,} {m.scope} in scope, {share:.0%} of the work of a full build"
-    match = " AND ".join(f"t.{c} = s.{c}" for c in columns)
     _in_transaction(con, [
-        (f"DELETE FROM {m.name} t USING (SELECT DISTINCT * FROM scope_{m.scope}) s "
-         f"WHERE {match}", {}),
+        (f"DELETE FROM {m.name} t WHERE {changes.in_scope(m.scope, 't')}", {}),
         (f"INSERT INTO {m.name} BY NAME {m.statement(True)}", bound),
     ])
     return "incremental", n, f"{n:,} {m.scope} in scope of versions {before[0] + 1}–{target}"
@@ -239,12 +232,14 @@ def _refresh(con: duckdb.DuckDBPyConnection, m: Model, bound: dict[str, object],
 
 def _scope_share(con: duckdb.DuckDBPyConnection, m: Model, n: int) -> float:
     """About how much of a full build's work a refresh of `n` scope rows is. An alert in
-    scope is recomputed from all its events (occurrences are numbered over its history), so
-    alerts weigh by their events."""
+    scope is recomputed from one of its occurrences on, so alerts weigh by those events."""
     if m.scope == "alerts":
-        n = int(scalar(con, """SELECT count(*) FROM corr.events
-                               WHERE (tenant_id, source, source_fingerprint) IN
-                                     (SELECT * FROM scope_alerts)""") or 0)
+        n = int(scalar(con, """
+            SELECT count(*) FROM corr.events e JOIN scope_alerts s
+              ON s.tenant_id = e.tenant_id AND s.source = e.source
+             AND s.source_fingerprint = e.source_fingerprint
+             AND s.kind = CASE WHEN e.status = 'point' THEN 'point' ELSE 'stateful' END
+            WHERE s.from_time IS NULL OR e.event_time_us >= epoch_us(s.from_time)""") or 0)
         total = int(scalar(con, "SELECT count(*) FROM corr.events") or 0)
     else:
         total = int(scalar(con, f"SELECT count(*) FROM {m.name}") or 0)

@@ -149,21 +149,29 @@ def _bring_up(con: duckdb.DuckDBPyConnection, alias: str, m: Model,
     exists = scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? "
                          "AND schema_name = 'marts' AND table_name = ?", [alias, m.table])
     if m.scope is not None and published is not None and built is not None and exists \
-            and published[1] == m.sql_sha256 == built[1] and published[0] >= changes.floor(con):
+            and published[1] == m.sql_sha256 == built[1] and published[0] >= changes.floor(con) \
+            and _scope_reference_at(con, m.scope, built[0]):
         if published[0] == built[0]:
             return  # unchanged since it was published
-        changes.prepare_scope(con, m.scope, published[0], built[0])
-        columns = changes.SCOPES[m.scope]
-        if m.also:  # rows the build refreshes every time, as the snapshot has them
-            run(con, f"INSERT INTO scope_{m.scope} SELECT DISTINCT {', '.join(columns)} "
-                     f"FROM {alias}.{m.name} WHERE {m.also}")
-        in_scope = f"({', '.join(columns)}) IN (SELECT * FROM scope_{m.scope})"
-        run(con, f"DELETE FROM {alias}.{m.name} WHERE {in_scope}")
-        run(con, f"INSERT INTO {alias}.{m.name} SELECT * FROM {m.name} WHERE {in_scope}")
+        # the rows the build refreshes every time (`also`), as the snapshot has them
+        changes.prepare_scope(con, m.scope, published[0], built[0],
+                              (f"{alias}.{m.name}", m.also) if m.also else None)
+        run(con, f"DELETE FROM {alias}.{m.name} t WHERE {changes.in_scope(m.scope, 't')}")
+        run(con, f"INSERT INTO {alias}.{m.name} SELECT * FROM {m.name} t "
+                 f"WHERE {changes.in_scope(m.scope, 't')}")
         return
     run(con, f"DROP TABLE IF EXISTS {alias}.{m.name}")
     run(con, f"CREATE TABLE {alias}.{m.name} AS SELECT * FROM {m.name}")
     run(con, f"COMMENT ON TABLE {alias}.{m.name} IS '{_quoted(m.description)}'")
+
+
+def _scope_reference_at(con: duckdb.DuckDBPyConnection, scope: str, version: int) -> bool:
+    """Alert scopes are numbered by `intermediate.int_alerts`: it must be at the mart's
+    version for the snapshot's rows to line up with them."""
+    if scope != "alerts":
+        return True
+    reference = changes.model_version(con, "intermediate.int_alerts")
+    return reference is not None and reference[0] == version
 
 
 def _record(con: duckdb.DuckDBPyConnection, snapshot: Path, copies: int,

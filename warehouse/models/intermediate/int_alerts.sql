@@ -1,20 +1,26 @@
 -- One row per alert occurrence (R3): the events of one (tenant, source, fingerprint) from the
 -- firing that started it (new_alert) up to the next start, in event time (R14 ties by
--- ingest_seq); each point event is its own occurrence.
+-- ingest_seq); each point event is its own occurrence. A refresh recomputes an alert from
+-- the last occurrence that started before its earliest changed event (occurrence numbers
+-- continue from there).
 -- @incremental scope=alerts
 WITH members AS (
     SELECT d.*, d.status = 'point' AS is_point,
            sum(CASE WHEN d.new_alert THEN 1 ELSE 0 END) OVER (
                PARTITION BY d.tenant_id, d.source, d.source_fingerprint, d.status = 'point'
                ORDER BY d.event_time, d.ingest_seq
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS occurrence_no
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+               + s.from_no - 1  -- incremental only
+               AS occurrence_no
     FROM intermediate.int_event_decisions d
+    JOIN scope_alerts s ON s.tenant_id = d.tenant_id AND s.source = d.source AND s.source_fingerprint = d.source_fingerprint AND s.kind = CASE WHEN d.status = 'point' THEN 'point' ELSE 'stateful' END  -- incremental only
     WHERE d.disposition = 'member'
-      AND (d.tenant_id, d.source, d.source_fingerprint) IN (SELECT * FROM scope_alerts)  -- incremental only
+      AND (s.from_time IS NULL OR d.event_time > s.from_time OR (d.event_time = s.from_time AND d.ingest_seq >= s.from_seq))  -- incremental only
 ),
 occurrences AS (
     SELECT tenant_id, source, source_fingerprint, is_point, occurrence_no,
            arg_min(event_id, (event_time, ingest_seq)) AS first_event_id,
+           arg_min(ingest_seq, (event_time, ingest_seq)) AS first_seq,
            arg_min(incident_id, (event_time, ingest_seq)) AS incident_id,
            arg_min(agg_key, (event_time, ingest_seq)) AS agg_key,
            arg_min(asset, (event_time, ingest_seq)) AS asset,
@@ -32,7 +38,7 @@ occurrences AS (
     WHERE occurrence_no > 0
     GROUP BY ALL
 )
-SELECT o.*,
+SELECT o.*, CASE WHEN o.is_point THEN 'point' ELSE 'stateful' END AS kind,
        lead(o.started_at) OVER (
            PARTITION BY o.tenant_id, o.source, o.source_fingerprint, o.is_point
            ORDER BY o.occurrence_no) AS next_started_at,

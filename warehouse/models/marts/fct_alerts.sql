@@ -1,8 +1,7 @@
 -- One row per alert occurrence (R3); its status at its tenant's clock.
 -- @incremental scope=alerts also=status = 'open'
 SELECT 'alt_' || sha256(tenant_id || chr(31) || first_event_id)[:20] AS alert_id,
-       tenant_id, source, source_fingerprint,
-       CASE WHEN is_point THEN 'point' ELSE 'stateful' END AS kind,
+       tenant_id, source, source_fingerprint, kind, a.occurrence_no,
        asset, signature, agg_key, incident_id, first_event_id, settings_version,
        started_at, CAST(started_at AS DATE) AS day, last_event_at, resolved_at,
        CASE WHEN is_point THEN 'point'
@@ -16,6 +15,7 @@ SELECT 'alt_' || sha256(tenant_id || chr(31) || first_event_id)[:20] AS alert_id
            AS seconds_to_resolve,
        ['info', 'warning', 'high', 'critical'][severity_rank] AS severity,
        event_count, incident_count
-FROM intermediate.int_alerts
+FROM intermediate.int_alerts a
 JOIN corr.clocks USING (tenant_id)
-WHERE (tenant_id, source, source_fingerprint) IN (SELECT * FROM scope_alerts)  -- incremental only
+JOIN scope_alerts s USING (tenant_id, source, source_fingerprint, kind)  -- incremental only
+WHERE a.occurrence_no >= s.from_no  -- incremental only
