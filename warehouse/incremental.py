@@ -15,6 +15,13 @@ has not seen, so the stored incidents always equal a full recompute of everythin
 
 A row is "new" when its load is newer than the last completed step and its event id is not
 stored yet, so a step interrupted half-way is finished by the next one, never doubled.
+
+**Bounded memory.** The engine holds a batch in memory several times over, so a first build
+(or a backfill) of ten million events in one batch would not fit the machine. The rows to
+apply are therefore sorted by tenant and ingest order into a temporary table and applied in
+batches of about `BATCH_EVENTS`: whole tenants packed together, and a tenant larger than
+that in consecutive ingest-order slices. Tenants are independent (R1) and each slice comes
+after the last, so the result is the one of a single batch (incremental = full).
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from warehouse.correlation.events import EVENTS
 from warehouse.correlation.state import SCHEMA, CorrelationState
 from warehouse.correlation.timeline import SettingsTimeline
 from warehouse.store import run, scalar
+
+BATCH_EVENTS = 1_000_000
 
 STAGED_EVENTS = """
     SELECT tenant_id, event_id, ingest_seq, source, source_fingerprint, asset, signature,
@@ -74,46 +83,83 @@ def settings_fingerprints(timeline: SettingsTimeline, tenants: Sequence[str]) ->
     return out
 
 
-def correlate_staged(con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline
-                     ) -> CorrelateResult:
+def correlate_staged(con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline,
+                     batch_events: int | None = None) -> CorrelateResult:
     """Bring the correlation state up to date with every staged row."""
     for statement in DDL:
         run(con, statement)
     state = CorrelationState(con, timeline)
     done = int(scalar(con, "SELECT coalesce(max(load_id), 0) FROM pipeline.correlated") or 0)
     newest = int(scalar(con, "SELECT coalesce(max(load_id), 0) FROM lake.files") or 0)
-    new = _staged(con, f"""s.load_id > ? AND s.load_id <= ?
-                           AND s.event_id NOT IN (SELECT event_id FROM {SCHEMA}.events)""",
-                  [done, newest])
-    result = CorrelateResult(events=new.num_rows)
+    new = {t: (n, first) for t, n, first in con.execute(f"""
+        SELECT s.tenant_id, count(*), min(s.ingest_seq) FROM ({STAGED_EVENTS}) s
+        WHERE s.load_id > ? AND s.load_id <= ?
+          AND s.event_id NOT IN (SELECT event_id FROM {SCHEMA}.events)
+        GROUP BY s.tenant_id""", [done, newest]).fetchall()}
+    result = CorrelateResult(events=sum(n for n, _ in new.values()))
     stored = dict(con.execute(f"SELECT tenant_id, max(ingest_seq) FROM {SCHEMA}.events "
                               "GROUP BY tenant_id").fetchall())
     known = dict(con.execute("SELECT * FROM pipeline.tenant_settings").fetchall())
-    tenants = set(pc.unique(new.column("tenant_id")).to_pylist())
-    fingerprints = settings_fingerprints(timeline, sorted(set(known) | tenants))
-    result.recomputed = _to_recompute(known, fingerprints, stored, _per_tenant_min(new))
+    fingerprints = settings_fingerprints(timeline, sorted(set(known) | set(new)))
+    result.recomputed = _to_recompute(known, fingerprints, stored,
+                                      {t: first for t, (_, first) in new.items()})
     recompute = sorted(result.recomputed)
     if recompute:
         state.forget(recompute)
         for tenant in recompute:
             stored.pop(tenant, None)
-        everything = _staged(con, "s.load_id <= ? AND s.tenant_id IN (SELECT unnest(?))",
-                             [newest, recompute])
-        others = pc.invert(pc.is_in(new.column("tenant_id"), pa.array(recompute)))
-        new = pa.concat_tables([new.filter(others), everything]).sort_by("ingest_seq")
-    batch = new.cast(EVENTS)
-    for part in _apply_groups(batch, stored):
-        result.keys_touched += state.apply(part).keys
-        result.applies += 1
-    result.tenants = sorted(set(pc.unique(batch.column("tenant_id")).to_pylist()))
+    if new or recompute:
+        batches = _sort_into_batches(con, done, newest, recompute,
+                                     batch_events or BATCH_EVENTS)
+        for number in range(batches):
+            batch = con.sql("SELECT * EXCLUDE (batch_no) FROM to_correlate "
+                            "WHERE batch_no = ? ORDER BY ingest_seq",
+                            params=[number]).to_arrow_table().cast(EVENTS)
+            for part in _apply_groups(batch, stored):
+                result.keys_touched += state.apply(part).keys
+                result.applies += 1
+            grouped = batch.group_by("tenant_id").aggregate([("ingest_seq", "max")])
+            stored.update(zip(grouped.column("tenant_id").to_pylist(),
+                              grouped.column("ingest_seq_max").to_pylist(), strict=True))
+            result.tenants = sorted(set(result.tenants) | set(
+                grouped.column("tenant_id").to_pylist()))
+        run(con, "DROP TABLE IF EXISTS to_correlate")
     _record(con, fingerprints, newest)
     return result
 
 
-def _staged(con: duckdb.DuckDBPyConnection, where: str, params: list[object]) -> pa.Table:
-    """Staged rows as engine events (`load_id` dropped), in ingest order."""
-    return con.sql(f"SELECT s.* EXCLUDE (load_id) FROM ({STAGED_EVENTS}) s WHERE {where} "
-                   "ORDER BY s.ingest_seq", params=params).to_arrow_table()
+def _sort_into_batches(con: duckdb.DuckDBPyConnection, done: int, newest: int,
+                       recompute: list[str], size: int) -> int:
+    """The rows to apply (new rows, and every staged row of the recomputed tenants) in the
+    temporary table `to_correlate`, numbered into batches; returns the number of batches."""
+    wanted = f"""s.load_id <= ? AND (s.load_id > ? OR s.tenant_id IN (SELECT unnest(?)))
+                 AND s.event_id NOT IN (SELECT event_id FROM {SCHEMA}.events)"""
+    params: list[object] = [newest, done, recompute]
+    slices = con.execute(f"""
+        SELECT tenant_id, (rn - 1) // ? AS slice, count(*) FROM (
+            SELECT s.tenant_id, row_number() OVER (PARTITION BY s.tenant_id
+                                                   ORDER BY s.ingest_seq) AS rn
+            FROM ({STAGED_EVENTS}) s WHERE {wanted})
+        GROUP BY ALL ORDER BY tenant_id, slice""", [size, *params]).fetchall()
+    numbers: dict[str, list[object]] = {"tenant_id": [], "slice": [], "batch_no": []}
+    batch, filled = 0, 0
+    for tenant, piece, n in slices:  # pack whole tenants, and a big one's slices, in order
+        if filled and filled + n > size:
+            batch, filled = batch + 1, 0
+        numbers["tenant_id"].append(tenant)
+        numbers["slice"].append(piece)
+        numbers["batch_no"].append(batch)
+        filled += n
+    con.register("batch_numbers", pa.table(numbers))
+    run(con, f"""CREATE OR REPLACE TEMP TABLE to_correlate AS
+        SELECT r.* EXCLUDE (slice), b.batch_no FROM (
+            SELECT s.* EXCLUDE (load_id), (row_number() OVER (
+                       PARTITION BY s.tenant_id ORDER BY s.ingest_seq) - 1) // ? AS slice
+            FROM ({STAGED_EVENTS}) s WHERE {wanted}) r
+        JOIN batch_numbers b USING (tenant_id, slice)
+        ORDER BY b.batch_no, r.ingest_seq""", [size, *params])
+    con.unregister("batch_numbers")
+    return batch + 1 if slices else 0
 
 
 def _to_recompute(known: Mapping[str, str], fingerprints: Mapping[str, str],
@@ -134,14 +180,6 @@ def _record(con: duckdb.DuckDBPyConnection, fingerprints: Mapping[str, str], new
         run(con, "INSERT OR REPLACE INTO pipeline.tenant_settings VALUES (?, ?)", [tenant, digest])
     run(con, "INSERT OR REPLACE INTO pipeline.correlated VALUES (1, ?, now())", [newest])
     run(con, "COMMIT")
-
-
-def _per_tenant_min(table: pa.Table) -> dict[str, int]:
-    if not table.num_rows:
-        return {}
-    grouped = table.group_by("tenant_id").aggregate([("ingest_seq", "min")])
-    return dict(zip(grouped.column("tenant_id").to_pylist(),
-                    grouped.column("ingest_seq_min").to_pylist(), strict=True))
 
 
 def _apply_groups(batch: pa.Table, stored: Mapping[str, int]) -> list[pa.Table]:

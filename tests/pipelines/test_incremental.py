@@ -75,3 +75,15 @@ def test_loading_a_day_twice_stages_nothing_new(lake, tmp_path) -> None:
         again = staging.load_day(con, lake, day)
     assert first.files >= 1 and sum(first.rows.values()) == 500
     assert again.files == 0 and again.load_id is None
+
+
+def test_batches_of_bounded_size_equal_one_batch(lake, tmp_path) -> None:
+    # small batches: tenants packed together, and the biggest split into ingest-order slices
+    table = history(6_000, days=3, tenants=3, seed=8)
+    write_events(lake, table)
+    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
+    with store.writer() as con:
+        staging.load_days(con, lake, sorted({f.day for f in staging.lake_files(lake)}))
+        step = incremental.correlate_staged(con, SettingsTimeline(), batch_events=700)
+        assert step.applies >= 6000 // 700 and step.events == 6_000
+        _equal_to_full(con, table)
