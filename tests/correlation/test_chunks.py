@@ -1,0 +1,32 @@
+"""More events than a chunk: correlated a group of whole tenants at a time (R1), with exactly
+the answer of one batch, order included."""
+
+from __future__ import annotations
+
+import pyarrow.compute as pc
+
+from warehouse.correlation.engine import correlate
+from warehouse.correlation.synthetic import history
+from warehouse.correlation.timeline import SettingsTimeline
+
+
+def test_tenant_chunks_give_the_one_batch_answer() -> None:
+    table = history(12_000, days=4, tenants=7, seed=31)
+    timeline = SettingsTimeline()
+    whole = correlate(table, timeline)
+    chunked = correlate(table, timeline, chunk_events=2_500)
+    assert whole.merge_log.num_rows > 0  # the replay's records are put together too
+    assert chunked.incidents.equals(whole.incidents)
+    assert chunked.memberships.equals(whole.memberships)
+    assert chunked.lifecycle.sort_by("incident_id").equals(whole.lifecycle.sort_by("incident_id"))
+    assert chunked.merge_log.equals(whole.merge_log)
+    assert chunked.funnel == whole.funnel
+    assert (chunked.slow_rows, chunked.replayed_rows) == (whole.slow_rows, whole.replayed_rows)
+
+
+def test_a_tenant_bigger_than_a_chunk_is_correlated_alone() -> None:
+    table = history(6_000, days=2, tenants=3, seed=4)
+    biggest = max(pc.value_counts(table.column("tenant_id")).to_pylist(),
+                  key=lambda c: c["counts"])
+    chunked = correlate(table, SettingsTimeline(), chunk_events=biggest["counts"] - 1)
+    assert chunked.incidents.equals(correlate(table, SettingsTimeline()).incidents)
