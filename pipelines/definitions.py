@@ -34,4 +34,7 @@ defs = dg.Definitions(
     resources=resources(),
     # Steps of one run share the build file; they run one after another in one process.
     executor=dg.in_process_executor,
+    # Runs print INFO and above (the default, DEBUG, is a line per engine event in the
+    # `aw up` log); the UI keeps every event either way.
+    loggers={"console": dg.colored_console_logger.configured({"log_level": "INFO"})},
 )
