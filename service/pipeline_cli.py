@@ -25,6 +25,7 @@ def run(as_json: bool) -> None:
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", message=".*(beta|preview|superseded).*")
     from pipelines.run import PipelineFailed, run_once
+    from warehouse.config import SettingsError
     from warehouse.lake import LakeError
     from warehouse.registry import RegistryUnavailable
 
@@ -35,7 +36,7 @@ def run(as_json: bool) -> None:
         summary = run_once(echo=echo)
     except PipelineFailed as exc:
         raise click.ClickException(str(exc)) from None
-    except (LakeError, RegistryUnavailable) as exc:
+    except (LakeError, RegistryUnavailable, SettingsError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps({

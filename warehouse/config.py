@@ -14,6 +14,10 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+class SettingsError(ValueError):
+    """A platform setting has a value the platform cannot use (the message names it)."""
+
+
 class PlatformSettings(BaseSettings):
     """Where the embedded default keeps its files, and where the lake lives."""
 
@@ -24,6 +28,9 @@ class PlatformSettings(BaseSettings):
     lake_uri: str = ""
     s3_endpoint_url: str | None = None
     warehouse_path: Path | None = None
+    # DuckDB's memory limit for pipeline runs (beyond it, sorts, joins and windows spill to
+    # `<build file>.tmp`); empty: DuckDB's default, 80 % of the machine.
+    build_memory_limit: str = "3GB"
     # The MSP's SSM Resource Data Sync location (`s3://bucket/prefix` or a local path): the
     # folder holding the `AWS:<Type>/` folders. Empty: patch data comes from the API only.
     ssm_sync_uri: str = ""

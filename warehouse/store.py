@@ -24,7 +24,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from warehouse.config import PlatformSettings
+from warehouse.config import PlatformSettings, SettingsError
 
 DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False, "autoload_known_extensions": False}
@@ -36,11 +36,13 @@ class WarehouseStore:
 
     build_path: Path
     published_path: Path
+    memory_limit: str = ""  # DuckDB's, for the build file's connections ("" = its default)
 
     @classmethod
     def from_settings(cls, settings: PlatformSettings) -> WarehouseStore:
         return cls(build_path=settings.data_dir / "pipeline" / "build.duckdb",
-                   published_path=settings.resolved_warehouse_path)
+                   published_path=settings.resolved_warehouse_path,
+                   memory_limit=settings.build_memory_limit)
 
     @property
     def lock_path(self) -> Path:
@@ -53,7 +55,7 @@ class WarehouseStore:
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            con = duckdb.connect(str(self.build_path), config=DUCKDB_CONFIG)
+            con = duckdb.connect(str(self.build_path), config=self._config())
             try:
                 yield con
                 con.execute("CHECKPOINT").fetchall()
@@ -62,6 +64,18 @@ class WarehouseStore:
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+    def _config(self) -> dict[str, str | bool | int | float | list[str]]:
+        config = dict(DUCKDB_CONFIG)
+        if self.memory_limit:
+            try:  # a bad value is a settings error, not a database one
+                duckdb.connect(":memory:", config={"memory_limit": self.memory_limit}).close()
+            except duckdb.Error as exc:
+                raise SettingsError(f"AW_BUILD_MEMORY_LIMIT={self.memory_limit!r} is not a "
+                                 f"memory size DuckDB accepts (e.g. 3GB): {exc}") from exc
+            config["memory_limit"] = self.memory_limit
+        return config
 
 
 def run(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> None:

@@ -72,3 +72,13 @@ def test_a_failing_blocking_check_stops_the_run_before_publishing(lake, monkeypa
     reader = connect_readonly(settings.resolved_warehouse_path)
     assert reader.execute("SELECT count(*) FROM marts.fct_incident_events").fetchall() == [(1,)]
     reader.close()
+
+
+def test_a_bad_memory_limit_is_a_clear_error(lake, monkeypatch) -> None:
+    write(lake, [{"id": "e1", "t": at("10:00:00")}])
+    monkeypatch.setenv("AW_BUILD_MEMORY_LIMIT", "lots")
+    platform_settings.cache_clear()
+    result = CliRunner().invoke(main, ["pipeline", "run"])
+    assert result.exit_code == 1
+    assert "Error: AW_BUILD_MEMORY_LIMIT='lots' is not a memory size" in result.output
+    assert "Traceback" not in result.output
