@@ -14,7 +14,9 @@ has not seen, so the stored incidents always equal a full recompute of everythin
   stored rows are applied one tenant at a time (arrival order is per tenant, R1).
 
 A row is "new" when its load is newer than the last completed step and its event id is not
-stored yet, so a step interrupted half-way is finished by the next one, never doubled.
+stored yet, so a step interrupted half-way is finished by the next one, never doubled; a
+recompute interrupted after its tenant was forgotten is started again from
+`pipeline.recompute_pending`.
 
 **Bounded memory.** The engine holds a batch in memory several times over, so a first build
 (or a backfill) of ten million events in one batch would not fit the machine. The rows to
@@ -57,6 +59,9 @@ DDL = [
         id INTEGER PRIMARY KEY, load_id BIGINT NOT NULL, finished_at TIMESTAMPTZ NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS pipeline.tenant_settings (
         tenant_id VARCHAR PRIMARY KEY, fingerprint VARCHAR NOT NULL)""",
+    # tenants whose recompute started: forgotten, not yet re-applied in full
+    """CREATE TABLE IF NOT EXISTS pipeline.recompute_pending (
+        tenant_id VARCHAR PRIMARY KEY, reason VARCHAR NOT NULL)""",
 ]
 
 
@@ -103,8 +108,15 @@ def correlate_staged(con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline,
     fingerprints = settings_fingerprints(timeline, sorted(set(known) | set(new)))
     result.recomputed = _to_recompute(known, fingerprints, stored,
                                       {t: first for t, (_, first) in new.items()})
+    # a recompute interrupted after its tenant was forgotten is started again (its older
+    # rows are no longer "new", and nothing else would bring them back)
+    for tenant, reason in con.execute("SELECT * FROM pipeline.recompute_pending").fetchall():
+        result.recomputed.setdefault(tenant, f"{reason} (interrupted before)")
     recompute = sorted(result.recomputed)
     if recompute:
+        run(con, "INSERT OR REPLACE INTO pipeline.recompute_pending "
+                 "SELECT * FROM (SELECT unnest(?) AS t, unnest(?) AS r)",
+            [recompute, [result.recomputed[t] for t in recompute]])
         state.forget(recompute)
         for tenant in recompute:
             stored.pop(tenant, None)
@@ -179,6 +191,7 @@ def _record(con: duckdb.DuckDBPyConnection, fingerprints: Mapping[str, str], new
     for tenant, digest in fingerprints.items():
         run(con, "INSERT OR REPLACE INTO pipeline.tenant_settings VALUES (?, ?)", [tenant, digest])
     run(con, "INSERT OR REPLACE INTO pipeline.correlated VALUES (1, ?, now())", [newest])
+    run(con, "DELETE FROM pipeline.recompute_pending")
     run(con, "COMMIT")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date
 
 import pyarrow.compute as pc
+import pytest
 
 from warehouse import incremental, staging
 from warehouse.correlation.engine import correlate
@@ -86,4 +87,28 @@ def test_batches_of_bounded_size_equal_one_batch(lake, tmp_path) -> None:
         staging.load_days(con, lake, sorted({f.day for f in staging.lake_files(lake)}))
         step = incremental.correlate_staged(con, SettingsTimeline(), batch_events=700)
         assert step.applies >= 6000 // 700 and step.events == 6_000
+        _equal_to_full(con, table)
+
+
+def test_a_recompute_interrupted_after_forgetting_is_finished_next_time(lake, tmp_path,
+                                                                          monkeypatch) -> None:
+    table = history(4_000, days=4, tenants=2, seed=13)
+    write_events(lake, table)
+    files = staging.lake_files(lake)
+    days = sorted({f.day for f in files})
+    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
+    with store.writer() as con:
+        staging.load_days(con, lake, days[1:], files)
+        incremental.correlate_staged(con, SettingsTimeline())
+        staging.load_day(con, lake, days[0], files)  # earlier rows: the tenants recompute
+
+        def crash(self, batch):  # the process dies after forgetting, before re-applying
+            raise KeyboardInterrupt
+
+        with monkeypatch.context() as patch:
+            patch.setattr(CorrelationState, "apply", crash)
+            with pytest.raises(KeyboardInterrupt):
+                incremental.correlate_staged(con, SettingsTimeline())
+        step = incremental.correlate_staged(con, SettingsTimeline())
+        assert all("interrupted before" in why for why in step.recomputed.values())
         _equal_to_full(con, table)
