@@ -61,13 +61,13 @@ _FROM = {"alerts": " AND t.occurrence_no >= s.from_no"}
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The change log's tables (the functions below expect them)."""
     for statement in DDL:
         run(con, statement)
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
     """The latest correlation step's version (0 before the first)."""
-    ensure_tables(con)
     return int(scalar(con, "SELECT coalesce(max(version), 0) FROM pipeline.change_versions")
                or 0)
 
@@ -82,7 +82,6 @@ def record_step(con: duckdb.DuckDBPyConnection, incidents: pa.Table) -> tuple[in
     incidents that differ from `intermediate.int_incidents`, which `incidents` then replaces.
     Call inside the caller's transaction. Returns (version, changed events, changed
     incidents)."""
-    ensure_tables(con)
     version = current_version(con) + 1
     con.register("new_incidents", incidents)
     exists = scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = "
@@ -115,7 +114,6 @@ def record_step(con: duckdb.DuckDBPyConnection, incidents: pa.Table) -> tuple[in
 
 def model_version(con: duckdb.DuckDBPyConnection, model: str) -> tuple[int, str] | None:
     """(version, SQL digest) the model was last built at, if it was."""
-    ensure_tables(con)
     rows = con.execute("SELECT version, sql_sha256 FROM pipeline.model_versions "
                        "WHERE model = ?", [model]).fetchall()
     return (int(rows[0][0]), str(rows[0][1])) if rows else None

@@ -166,6 +166,7 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
         run(con, f"CREATE SCHEMA IF NOT EXISTS {layer}")
     run(con, "SET TimeZone = 'UTC'")
     ssm_store.ensure_tables(con)
+    changes.ensure_tables(con)
 
 
 @dataclass(frozen=True)
@@ -358,7 +359,6 @@ def write_incidents(con: duckdb.DuckDBPyConnection, state: CorrelationState
     new change version (`warehouse.changes`) in one transaction. Returns (incidents,
     version, changed events, changed incidents)."""
     ensure_schemas(con)
-    changes.ensure_tables(con)
     incidents, _ = state.incidents()
     run(con, "BEGIN TRANSACTION")
     try:

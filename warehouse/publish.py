@@ -78,6 +78,7 @@ def snapshots_dir(target: Path) -> Path:
 def publish(con: duckdb.DuckDBPyConnection, target: Path, marts: Sequence[Model],
             info: Mapping[str, object] | None = None) -> Published:
     """Bring a new snapshot up to the build's `marts` and point `target` at it."""
+    changes.ensure_tables(con)
     for statement in DDL:
         run(con, statement)
     folder = snapshots_dir(target)

@@ -11,15 +11,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.correlation.engine_adapter import check, events_table
+from tests.correlation.engine_adapter import check
 from tests.correlation.reference import Event
 from tests.correlation.test_engine_properties import T0, timelines
-from tests.correlation.test_state import assert_same
-from warehouse.correlation.state import CorrelationState
+from tests.correlation.test_state import assert_batches_equal_full
 from warehouse.correlation.timeline import SettingsTimeline
 
 SEC = timedelta(seconds=1)
@@ -66,11 +64,4 @@ def test_replay_shortcuts_equal_the_reference(events: list[Event],
 def test_replay_shortcuts_in_batches_equal_the_full_recompute(
         events: list[Event], timeline: SettingsTimeline, data: st.DataObject) -> None:
     # Incremental = full on the same histories: stored rows replay as history (quiet_below)
-    ordered = sorted(events, key=lambda e: e.ingest_seq)
-    cuts = sorted(data.draw(st.lists(st.integers(0, len(ordered)), max_size=4)))
-    state = CorrelationState(duckdb.connect(), timeline)
-    start = 0
-    for cut in [*cuts, len(ordered)]:
-        state.apply(events_table(ordered[start:cut]))
-        start = cut
-    assert_same(state, events, timeline)
+    assert_batches_equal_full(events, timeline, data)

@@ -36,12 +36,10 @@ def assert_same(state: CorrelationState, events: list[Event],
         raise AssertionError(f"{exc}\n" + "\n".join(lines)) from exc
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(events=histories(), timeline=timelines(), data=st.data())
-def test_batches_equal_the_full_recompute(events: list[Event], timeline: SettingsTimeline,
-                                          data: st.DataObject) -> None:
-    # Incremental = full, for any split of the arrival sequence into batches
+def assert_batches_equal_full(events: list[Event], timeline: SettingsTimeline,
+                              data: st.DataObject) -> None:
+    """Apply `events` in arrival order, cut into up to five batches drawn from `data`; the
+    state must equal one full recompute."""
     ordered = sorted(events, key=lambda e: e.ingest_seq)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(ordered)), max_size=4)))
     state = CorrelationState(duckdb.connect(), timeline)
@@ -50,6 +48,15 @@ def test_batches_equal_the_full_recompute(events: list[Event], timeline: Setting
         state.apply(events_table(ordered[start:cut]))
         start = cut
     assert_same(state, events, timeline)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(events=histories(), timeline=timelines(), data=st.data())
+def test_batches_equal_the_full_recompute(events: list[Event], timeline: SettingsTimeline,
+                                          data: st.DataObject) -> None:
+    # Incremental = full, for any split of the arrival sequence into batches
+    assert_batches_equal_full(events, timeline, data)
 
 
 def test_a_batch_must_arrive_after_the_stored_events() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,14 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from warehouse import staging
 from warehouse.config import platform_settings
 from warehouse.correlation.events import EVENTS
+from warehouse.correlation.synthetic import history
 from warehouse.lake import Lake, open_lake
 from warehouse.publish import connect_readonly
+from warehouse.staging import LakeFile
+from warehouse.store import WarehouseStore
 from warehouse.synthetic_lake import write_events
 
 warnings.filterwarnings("ignore", module="dagster")
@@ -55,6 +59,21 @@ def events(rows: list[dict[str, Any]], first_seq: int = 1) -> pa.Table:
         out["body_sha256"].append(row.get("body", f"body-{row['id']}"))
         out["duplicate"].append(row.get("duplicate", False))
     return pa.table(out, schema=EVENTS)
+
+
+def lake_history(lake: Lake, n: int, days: int, tenants: int, seed: int
+                 ) -> tuple[pa.Table, list[LakeFile], list[date]]:
+    """A seeded synthetic history written into the lake as the flusher would: the events,
+    the lake's files, and their receive days in order."""
+    table = history(n, days=days, tenants=tenants, seed=seed)
+    write_events(lake, table)
+    files = staging.lake_files(lake)
+    return table, files, sorted({f.day for f in files})
+
+
+def build_store(tmp_path: Path) -> WarehouseStore:
+    """A build file and published warehouse under `tmp_path`."""
+    return WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
 
 
 def write(lake: Lake, rows: list[dict[str, Any]], first_seq: int = 1,

@@ -9,6 +9,7 @@ from datetime import date
 import pyarrow.compute as pc
 import pytest
 
+from tests.pipelines.conftest import build_store, lake_history
 from warehouse import incremental, staging
 from warehouse.correlation.engine import correlate
 from warehouse.correlation.state import CorrelationState
@@ -29,14 +30,10 @@ def _equal_to_full(con, table) -> None:
 
 
 def test_days_staged_newest_first_equal_the_full_recompute(lake, tmp_path) -> None:
-    table = history(6_000, days=4, tenants=3, seed=21)
-    write_events(lake, table)
-    files = staging.lake_files(lake)
-    days = sorted({f.day for f in files}, reverse=True)
-    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
+    table, files, days = lake_history(lake, 6_000, days=4, tenants=3, seed=21)
     recomputed: dict[str, str] = {}
-    with store.writer() as con:
-        for day in days:  # newest first: every later day brings rows of lower ingest_seq
+    with build_store(tmp_path).writer() as con:
+        for day in reversed(days):  # newest first: every later day brings rows of lower ingest_seq
             staging.load_day(con, lake, day, files)
             step = incremental.correlate_staged(con, SettingsTimeline())
             recomputed.update(step.recomputed)
@@ -80,11 +77,9 @@ def test_loading_a_day_twice_stages_nothing_new(lake, tmp_path) -> None:
 
 def test_batches_of_bounded_size_equal_one_batch(lake, tmp_path) -> None:
     # small batches: tenants packed together, and the biggest split into ingest-order slices
-    table = history(6_000, days=3, tenants=3, seed=8)
-    write_events(lake, table)
-    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
-    with store.writer() as con:
-        staging.load_days(con, lake, sorted({f.day for f in staging.lake_files(lake)}))
+    table, files, days = lake_history(lake, 6_000, days=3, tenants=3, seed=8)
+    with build_store(tmp_path).writer() as con:
+        staging.load_days(con, lake, days, files)
         step = incremental.correlate_staged(con, SettingsTimeline(), batch_events=700)
         assert step.applies >= 6000 // 700 and step.events == 6_000
         _equal_to_full(con, table)
@@ -92,12 +87,8 @@ def test_batches_of_bounded_size_equal_one_batch(lake, tmp_path) -> None:
 
 def test_a_recompute_interrupted_after_forgetting_is_finished_next_time(lake, tmp_path,
                                                                           monkeypatch) -> None:
-    table = history(4_000, days=4, tenants=2, seed=13)
-    write_events(lake, table)
-    files = staging.lake_files(lake)
-    days = sorted({f.day for f in files})
-    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
-    with store.writer() as con:
+    table, files, days = lake_history(lake, 4_000, days=4, tenants=2, seed=13)
+    with build_store(tmp_path).writer() as con:
         staging.load_days(con, lake, days[1:], files)
         incremental.correlate_staged(con, SettingsTimeline())
         staging.load_day(con, lake, days[0], files)  # earlier rows: the tenants recompute

@@ -10,13 +10,11 @@ import duckdb
 import pyarrow.compute as pc
 import pytest
 
+from tests.pipelines.conftest import build_store, lake_history
 from warehouse import changes, incremental, models, staging
 from warehouse.correlation.state import CorrelationState
-from warehouse.correlation.synthetic import history
 from warehouse.correlation.timeline import SettingsTimeline, Version, to_us
 from warehouse.correlation_settings import CorrelationSettings
-from warehouse.store import WarehouseStore
-from warehouse.synthetic_lake import write_events
 
 INCREMENTAL = [m for m in models.catalog() if m.scope is not None]
 
@@ -48,14 +46,11 @@ def _assert_equal_to_full(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_every_incremental_model_equals_a_full_build_day_after_day(lake, tmp_path) -> None:
-    table = history(12_000, days=6, tenants=3, seed=11)
-    write_events(lake, table)
-    files = staging.lake_files(lake)
-    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
+    _, files, days = lake_history(lake, 12_000, days=6, tenants=3, seed=11)
     timeline = SettingsTimeline()
     modes: dict[str, set[str]] = {m.name: set() for m in INCREMENTAL}
-    with store.writer() as con:
-        for day in sorted({f.day for f in files}):
+    with build_store(tmp_path).writer() as con:
+        for day in days:
             staging.load_day(con, lake, day, files)
             built = _step(con, timeline)
             for name in modes:
@@ -78,12 +73,8 @@ def to_us_delta(delta: timedelta) -> int:
 
 
 def test_a_recomputed_tenant_and_out_of_order_days_equal_a_full_build(lake, tmp_path) -> None:
-    table = history(8_000, days=4, tenants=3, seed=23)
-    write_events(lake, table)
-    files = staging.lake_files(lake)
-    days = sorted({f.day for f in files})
-    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
-    with store.writer() as con:
+    table, files, days = lake_history(lake, 8_000, days=4, tenants=3, seed=23)
+    with build_store(tmp_path).writer() as con:
         # the last day first, then the others: rows out of ingest order recompute tenants
         for day in [days[-1], *days[:-1]]:
             staging.load_day(con, lake, day, files)
@@ -99,12 +90,9 @@ def test_a_recomputed_tenant_and_out_of_order_days_equal_a_full_build(lake, tmp_
 
 
 def test_a_model_behind_the_pruned_change_log_is_rebuilt_whole(lake, tmp_path) -> None:
-    write_events(lake, history(3_000, days=3, tenants=2, seed=3))
-    files = staging.lake_files(lake)
-    days = sorted({f.day for f in files})
-    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
+    _, files, days = lake_history(lake, 3_000, days=3, tenants=2, seed=3)
     events = models.model("intermediate.int_event_decisions")
-    with store.writer() as con:
+    with build_store(tmp_path).writer() as con:
         staging.load_day(con, lake, days[0], files)
         _step(con, SettingsTimeline())
         # the model misses two steps while the others move on and the log is pruned
@@ -131,8 +119,7 @@ def test_a_late_event_changes_the_recurrence_of_the_next_incident(lake, tmp_path
     day, minute = timedelta(days=1), timedelta(minutes=1)
     timeline = SettingsTimeline({"acme": [Version("v1", 0, CorrelationSettings(
         lateness=timedelta(days=30), threshold=2))]})
-    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
-    with store.writer() as con:
+    with build_store(tmp_path).writer() as con:
         write(lake, [{"id": "a1", "t": DAY}, {"id": "a2", "t": DAY + minute},
                      {"id": "x", "t": DAY + 5 * day},
                      {"id": "b1", "t": DAY + 10 * day}, {"id": "b2", "t": DAY + 10 * day + minute}],
@@ -156,13 +143,11 @@ def test_incremental_publishes_equal_the_build(lake, tmp_path, monkeypatch) -> N
     from warehouse import publish
 
     monkeypatch.setattr(publish, "FULL_EVERY", 4)
-    table = history(8_000, days=6, tenants=3, seed=17)
-    write_events(lake, table)
-    files = staging.lake_files(lake)
-    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb")
+    _, files, days = lake_history(lake, 8_000, days=6, tenants=3, seed=17)
+    store = build_store(tmp_path)
     modes = []
     with store.writer() as con:
-        for day in sorted({f.day for f in files}):
+        for day in days:
             staging.load_day(con, lake, day, files)
             _step(con, SettingsTimeline())
             done = publish.publish(con, store.published_path, models.marts())

@@ -152,19 +152,12 @@ class Replay:
         self._catch_up(lowest)
         if self._absorb(i, at):
             return []
-        walk, log = self.walk, self.log
         start = self._rewind_point(at)
         before = self._visible_before(start, clock)
-        walk.undo_to(self.marks[start])
+        self.walk.undo_to(self.marks[start])
         del self.marks[start:]
         order.insert(at, entry)
-        for k in range(start, len(order)):
-            row = order[k][2]
-            self.marks.append(len(log))
-            walk.log = log if rank[row] > horizon else None
-            walk.feed(row)
-        walk.log = log
-        self.fed = len(order)
+        self._feed(start, horizon)
         self.replayed += len(order) - start
         return self._merges(before)
 
@@ -191,8 +184,13 @@ class Replay:
 
     def _catch_up(self, lowest: int) -> None:
         """Feed the waiting in-order arrivals (logged only above `lowest`)."""
+        self._feed(self.fed, lowest)
+
+    def _feed(self, start: int, lowest: int) -> None:
+        """Feed `order` from position `start` on, marking each row's place in the log and
+        logging only rows ranked above `lowest` (nothing later rewinds below it)."""
         walk, log, rank, order = self.walk, self.log, self.rank, self.order
-        for k in range(self.fed, len(order)):
+        for k in range(start, len(order)):
             row = order[k][2]
             self.marks.append(len(log))
             walk.log = log if rank[row] > lowest else None
