@@ -1,26 +1,44 @@
-"""The merge replay's shortcuts against the reference model: rewinds, absorbs and restarts.
+"""The merge replay's shortcuts against the reference model: bounded walks, rewinds, restarts.
 
-`merges.Replay` rewinds its walk to a late arrival instead of replaying the key, absorbs late
-re-sends and points, and drops its walk for a fresh one at a stretch start once no arrival
-still to come ranks below it. These histories make those paths common: one key, bursts of
-alerts with idle gaps between them (stretch starts), and late arrivals across the gaps.
+`merges.Replay` feeds its walk lazily, walks the rows after a late arrival without and with it
+only until the two agree again (falling back to every arrived row when an incident may have
+merged or they do not agree soon), rewinds instead of replaying the key, and drops its walk
+for a fresh one at a stretch start once no arrival still to come ranks below it. These
+histories make those paths common: one key, bursts of alerts with idle gaps between them
+(stretch starts), and late arrivals across the gaps. Each property also runs with tiny bounded
+spans, so that nearly every late arrival takes the bounded walk and its fallbacks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.correlation.engine_adapter import check
 from tests.correlation.reference import Event
-from tests.correlation.test_engine_properties import T0, timelines
+from tests.correlation.test_engine_properties import CFG, T0, timelines
 from tests.correlation.test_state import assert_batches_equal_full
+from warehouse.correlation.merges import Replay
 from warehouse.correlation.timeline import SettingsTimeline
 
 SEC = timedelta(seconds=1)
+SPANS = pytest.mark.parametrize("spans", [Replay.SPANS, (1, 2, 5)], ids=["default", "tiny"])
+
+
+@contextmanager
+def bounded_spans(spans: tuple[int, ...]) -> Iterator[None]:
+    kept = Replay.SPANS
+    Replay.SPANS = spans
+    try:
+        yield
+    finally:
+        Replay.SPANS = kept
 
 
 @st.composite
@@ -52,16 +70,68 @@ def bursty(draw: st.DrawFn, max_events: int = 40) -> list[Event]:
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(events=bursty(), timeline=timelines())
-def test_replay_shortcuts_equal_the_reference(events: list[Event],
+@SPANS
+def test_replay_shortcuts_equal_the_reference(spans: tuple[int, ...], events: list[Event],
                                               timeline: SettingsTimeline) -> None:
     # R10 merge records (and everything else) as the model finds them, arrival by arrival
-    check(events, timeline)
+    with bounded_spans(spans):
+        check(events, timeline)
 
 
 @settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(events=bursty(), timeline=timelines(), data=st.data())
+@SPANS
 def test_replay_shortcuts_in_batches_equal_the_full_recompute(
-        events: list[Event], timeline: SettingsTimeline, data: st.DataObject) -> None:
+        spans: tuple[int, ...], events: list[Event], timeline: SettingsTimeline,
+        data: st.DataObject) -> None:
     # Incremental = full on the same histories: stored rows replay as history (quiet_below)
-    assert_batches_equal_full(events, timeline, data)
+    with bounded_spans(spans):
+        assert_batches_equal_full(events, timeline, data)
+
+
+def point(i: int, minute: int, seq: int, delay_min: int = 0) -> Event:
+    t = T0 + timedelta(minutes=minute)
+    return Event(tenant_id="t1", event_id=f"e{i}", ingest_seq=seq, source="nagios",
+                 source_fingerprint=f"p{i}", asset="web01", signature="disk_full",
+                 severity="high", status="point", occurred_at=t,
+                 received_at=t + timedelta(minutes=delay_min), labels={}, delivery_id=None,
+                 body_sha256=f"b{i}", duplicate=False)
+
+
+@pytest.mark.parametrize("spans", [(1,), (2,), (1, 2), (5,)])
+def test_a_bridge_found_by_the_bounded_walk_is_a_merge(spans: tuple[int, ...]) -> None:
+    # R10: points at 10:00, 10:20, 10:40, 11:00 are four incidents (W = 15 min); a late one
+    # at 10:10 bridges the first two. The walks without and with it agree again after
+    # 10:40 opens in both, so a span of 2 agrees with an incident merged on the way.
+    events = [point(1, 0, 1), point(2, 20, 2), point(3, 40, 3), point(4, 60, 4),
+              point(5, 10, 5, delay_min=55)]
+    with bounded_spans(spans):
+        result = check(events, SettingsTimeline.constant(CFG(), "v1"))
+    merged = [i for i in result.incidents if i.merged_into is not None]
+    assert len(merged) == 1 and merged[0].first_seen == T0 + timedelta(minutes=20)
+
+
+def stateful(name: str, fingerprint: str, status: str, minute: int, seq: int) -> Event:
+    t = T0 + timedelta(minutes=minute)
+    return replace(point(0, minute, seq), event_id=name, source_fingerprint=fingerprint,
+                   status=status, body_sha256=f"b{name}", received_at=t)
+
+
+@pytest.mark.parametrize("spans", [(1,), (2,), (3,), (1, 3, 6)])
+def test_a_longer_alert_the_incident_does_not_show_yet_is_followed(
+        spans: tuple[int, ...]) -> None:
+    # R10 with R5(a), T_stale 30 min, W 15 min: A fires at 10:00 and B at 10:04 and D at
+    # 10:09; B resolves at 10:10 and D at 10:20; C fires at 10:36, opening an incident (A is
+    # stale since 10:30, 10:20 + W has passed). A late re-send of A at 10:08 keeps A open to
+    # 10:38, so C joins and its incident merges. While D is open the incident looks the same
+    # with and without the re-send (D ends last); only A's own end differs.
+    events = [stateful("a1", "A", "firing", 0, 1), stateful("b1", "B", "firing", 4, 2),
+              stateful("d1", "D", "firing", 9, 3), stateful("b2", "B", "resolved", 10, 4),
+              stateful("d2", "D", "resolved", 20, 5), stateful("c1", "C", "firing", 36, 6)]
+    late = replace(stateful("a2", "A", "firing", 8, 7), received_at=T0 + timedelta(hours=1))
+    timeline = SettingsTimeline.constant(CFG(stale_after=timedelta(minutes=30)), "v1")
+    with bounded_spans(spans):
+        result = check([*events, late], timeline)
+    merged = [i for i in result.incidents if i.merged_into is not None]
+    assert len(merged) == 1 and merged[0].first_seen == T0 + timedelta(minutes=36)

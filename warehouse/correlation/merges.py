@@ -7,42 +7,50 @@ time) can only extend the latest incident, so only keys with out-of-order arriva
 merge; those, and only those, are replayed here in arrival order.
 
 The replay keeps the key's arrived events in (event time, ingest_seq) order and a sequential
-walk over them (`sequential.SequentialPass` with its undo log). An in-order arrival only
-joins the list; the walk catches up when a late one needs it. A late arrival rewinds the walk
-to just before its own position (undoing, in reverse, the logged changes of every row after
-it: the walk over (event time, ingest_seq)-sorted rows is deterministic, so that is exactly
-the walk over the rows before it), inserts itself and walks the rows after it again. It
-compares the incidents visible before the arrival with those after: visible incidents whose
-first events now share an incident are merged into the earliest of them (SEMANTICS.md
-"Precise readings", R10). Only incidents whose first event lies after the rewind point can
-lose (first events before it keep their incidents), and only the latest incident of each key
-before it can take later first events, so only those are read.
+walk over them (`sequential.SequentialPass` with its undo log), fed lazily: an in-order
+arrival only joins the list, and the walk catches up when a late one needs it, to just before
+the late one's place (rewinding there instead, undoing in reverse the logged changes of the
+rows after it, when it is already further: the walk over (event time, ingest_seq)-sorted rows
+is deterministic, so that is exactly the walk over the rows before it).
 
-A rewind costs the rows after the late event, not the key's history, so keys that are never
-idle (always an alert open, incidents ending only at the cap M) cost no more than others.
-What a rewind reads is bounded from the known future: every row's rank in (event time,
+From there the rows after the late arrival are walked twice, without it and with it, and
+after each row the two are compared on everything later rows read (the latest incident of
+each key touched, the current occurrence of each alert touched: `SequentialPass.describe`).
+Once they agree, every later row decides the same in both walks, so an incident of "before"
+that the arrival bridged into an earlier one (SEMANTICS.md "Precise readings", R10: merged
+into the earliest) must be one whose first event was walked already; and since nothing later
+touches it, its record is complete. If no two of those first events (with the latest
+incident of each key before the arrival) now share an incident, the arrival merged nothing
+and the walk stays where the two agreed: a late event usually changes a few decisions next
+to it, not the rows after. Otherwise, or when the two do not agree within a few hundred rows,
+the exact path walks every arrived row before and after, reads the incidents visible before
+(with their records, at the tenant clock) and merges those whose first events now share an
+incident into the earliest of them. Only incidents whose first event lies after the late
+arrival can lose (first events before it keep their incidents), and only the latest incident
+of each key before it can take later first events, so only those are read.
+
+What the walk logs is bounded from the known future: every row's rank in (event time,
 ingest_seq) order is known, so a row fed when no later arrival of its component ranks below
 it is never rewound over, and its changes are not logged. Once no arrival still to come ranks
-below a row that opens a stretch of a single-key component in the end, the rows below it
-are final, so the walk is dropped and restarted empty there (rows before it are never
-walked). Rows after a component's last late arrival are not walked at all. A late point or
-re-send that provably changes nothing else is absorbed into its incident without a rewind
-(`Replay._absorb`). The walk of a key that is never idle (no stretch start) is still as long
-as the key's history up to its last late arrival, once.
+below a row that opens a stretch of a single-key component in the end, the rows below it are
+final, so the walk is dropped and restarted empty there (rows before it are never walked).
+Rows after a component's last late arrival are not walked at all. The walk of a key that is
+never idle (no stretch start) is still as long as the key's history up to its last late
+arrival, once.
 """
 
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from warehouse.correlation.admission import ADMITTED, Admission
-from warehouse.correlation.events import POINT, RESOLVED, SEVERITIES
-from warehouse.correlation.rules import OPENS, R5B
+from warehouse.correlation.events import RESOLVED, SEVERITIES
+from warehouse.correlation.rules import OPENS
 from warehouse.correlation.sequential import Inc, Rows, SequentialPass
 from warehouse.correlation.sessions import NONE, STATUSES, EventTime, status_of
 from warehouse.correlation.timeline import SettingsTimeline
@@ -104,14 +112,25 @@ def _dt(us: int) -> object:
     return pd.Timestamp(us, unit="us", tz="UTC").to_pydatetime()
 
 
+DONE, LONGER, MAY_MERGE = "done", "longer", "may merge"  # outcomes of `Replay._bounded`
+
+
 class Replay:
     """One key's (or component's) arrivals, in ingest_seq order, with a walk over them.
 
     `order` holds the arrived rows in (event time, ingest_seq) order; the walk has been fed
-    `order[:fed]` (in-order arrivals wait until a late one needs the walk), and `marks[k]` is
+    `order[:fed]` (it is fed lazily, only as far as a late arrival needs), and `marks[k]` is
     the length of the walk's undo log just before `order[k]` was fed, so rewinding the log to
-    `marks[k]` leaves exactly the walk over `order[:k]`. A late arrival at position k rewinds
-    there, inserts itself and walks `order[k:]` again.
+    `marks[k]` leaves exactly the walk over `order[:k]`.
+
+    A late arrival at position k brings the walk to k (feeding or rewinding), then walks the
+    rows after k twice, without it and with it ("before" and "after"), comparing what later
+    decisions read (`SequentialPass.describe` of every key and alert either walk touched).
+    Once the two agree, every later row decides the same in both, so incidents first seen
+    from there on are the same, and an incident that lost its first event to another
+    stopped changing before there: merges are found among the openers walked so far. Most
+    late arrivals agree again within a few rows; one that can merge something, or that does
+    not agree within `SPANS`, takes the exact path (walk every arrived row before and after).
 
     `starts` (single-key components only) are the ranks of the rows that open a stretch in
     the end (`sessions`: nothing of the key open, more than W after its previous event). When
@@ -120,6 +139,8 @@ class Replay:
     everything after it as the full walk does: the walk is dropped and restarted there, and the
     rows before it are never walked.
     """
+
+    SPANS = (16, 256)  # rows walked "before" in the bounded attempts
 
     def __init__(self, rows: Rows, context: _Context, by_rank: list[int],
                  starts: list[int] | None = None) -> None:
@@ -133,7 +154,6 @@ class Replay:
         self.order: list[tuple[int, int, int]] = []  # (time, seq, local row), arrived
         self.fed = 0
         self.marks: list[int] = []
-        self.absorbed: list[tuple[int, int]] = []  # (log length before, row) of each absorb
         self.walk = SequentialPass(rows, journal=True)
         self.log: list[tuple] = self.walk.log  # type: ignore[assignment]
         self.replayed = 0
@@ -149,17 +169,19 @@ class Replay:
         at = bisect_right(order, entry)
         lowest = min(rank[i], horizon)  # no arrival from this one on ranks below it
         at -= self._restart(lowest)
-        self._catch_up(lowest)
-        if self._absorb(i, at):
-            return []
-        start = self._rewind_point(at)
-        before = self._visible_before(start, clock)
-        self.walk.undo_to(self.marks[start])
-        del self.marks[start:]
-        order.insert(at, entry)
-        self._feed(start, horizon)
-        self.replayed += len(order) - start
-        return self._merges(before)
+        if self.fed > at:
+            self._rewind(at)
+        else:
+            self._feed(at, lowest)
+        for span in self.SPANS:
+            if span >= len(order) - at:
+                break
+            outcome = self._bounded(entry, at, span)
+            if outcome is DONE:
+                return []
+            if outcome is MAY_MERGE:
+                break
+        return self._exact(entry, at, clock, lowest)
 
     def _restart(self, lowest: int) -> int:
         """Drop the walk for a fresh one at the last stretch start ranked below `lowest` when
@@ -177,38 +199,113 @@ class Replay:
         del self.order[:cut]
         self.fed = 0
         self.marks = []
-        self.absorbed = []
         self.walk = SequentialPass(self.r, journal=True)
         self.log = self.walk.log  # type: ignore[assignment]
         return cut
 
-    def _catch_up(self, lowest: int) -> None:
-        """Feed the waiting in-order arrivals (logged only above `lowest`)."""
-        self._feed(self.fed, lowest)
-
-    def _feed(self, start: int, lowest: int) -> None:
-        """Feed `order` from position `start` on, marking each row's place in the log and
-        logging only rows ranked above `lowest` (nothing later rewinds below it)."""
-        walk, log, rank, order = self.walk, self.log, self.rank, self.order
-        for k in range(start, len(order)):
+    def _feed(self, stop: int, lowest: int) -> None:
+        """Feed `order[fed:stop]`, marking each row's place in the log and logging only rows
+        ranked above `lowest` (nothing later rewinds below it)."""
+        walk, log, rank, order, marks = self.walk, self.log, self.rank, self.order, self.marks
+        for k in range(self.fed, stop):
             row = order[k][2]
-            self.marks.append(len(log))
+            marks.append(len(log))
             walk.log = log if rank[row] > lowest else None
             walk.feed(row)
         walk.log = log
-        self.fed = len(order)
+        self.fed = max(self.fed, stop)
 
-    def _rewind_point(self, at: int) -> int:
-        """The position to rewind to for an arrival at `at`: `at` itself, unless that would
-        undo an absorb (logged after the rows around it were fed) of a row before it; then the
-        absorbed row's position, so that row is walked again in its place."""
-        start = at
-        absorbed = self.absorbed
-        while absorbed and absorbed[-1][0] >= self.marks[start]:
-            _, row = absorbed.pop()
-            where = bisect_left(self.order, (self.r.time[row], self.r.seq[row], row))
-            start = min(start, where)
-        return start
+    def _rewind(self, at: int) -> None:
+        """Bring the walk back to `order[:at]`."""
+        self.walk.undo_to(self.marks[at])
+        del self.marks[at:]
+        self.fed = at
+
+    def _bounded(self, entry: tuple[int, int, int], at: int, span: int) -> str:
+        """Walk up to `span` rows after `at` without the arrival, then with it, until the
+        two agree on everything later rows read. DONE (the arrival inserted, the walk fed to
+        where they agreed) when they agree and no incident visible before can have merged;
+        otherwise (MAY_MERGE, or LONGER when they did not agree within `span`) the walk is
+        back at `at` and the arrival not inserted: every change here is logged for that."""
+        walk, order = self.walk, self.order
+        survivors = [walk.incidents[index].first for index in walk.latest.values()]
+        base: dict[int, tuple | None] = {}  # the state at `at`, of everything touched
+        steps: list[list[tuple[int, tuple | None]]] = []
+        openers: list[int] = []  # of "before", by position after `at`
+        for k in range(at, at + span):  # before: the rows without the arrival
+            row = order[k][2]
+            touched = walk.touches(row)
+            for thing in touched:
+                if thing not in base:
+                    base[thing] = walk.describe(thing)
+            self._feed(k + 1, -1)
+            if walk.rule.get(row) in OPENS:
+                openers.append(k - at)
+            steps.append([(thing, walk.describe(thing)) for thing in touched])
+        self._rewind(at)
+        order.insert(at, entry)
+        before: dict[int, tuple | None] = {}
+        after: dict[int, tuple | None] = {}
+        differ: set[int] = set()
+
+        def compare(thing: int) -> None:
+            if before.get(thing, base[thing]) == after.get(thing, base[thing]):
+                differ.discard(thing)
+            else:
+                differ.add(thing)
+
+        agreed = -1  # rows of "before" walked when the two agreed
+        for k in range(at, at + span + 1):  # after: the arrival, then the same rows
+            touched = walk.touches(order[k][2])
+            for thing in touched:
+                if thing not in base:
+                    base[thing] = walk.describe(thing)
+            self._feed(k + 1, -1)
+            for thing in touched:
+                after[thing] = walk.describe(thing)
+                compare(thing)
+            if k > at:
+                for thing, state in steps[k - at - 1]:
+                    before[thing] = state
+                    compare(thing)
+            if not differ:
+                agreed = k - at
+                break
+        self.replayed += span + (agreed + 1 if agreed >= 0 else span + 1)
+        outcome = LONGER
+        if agreed >= 0:
+            outcome = MAY_MERGE if self._may_have_merged(
+                survivors + [order[at + 1 + k][2] for k in openers if k < agreed]) else DONE
+        if outcome is not DONE:
+            self._rewind(at)
+            del order[at]
+        return outcome
+
+    def _may_have_merged(self, firsts: list[int]) -> bool:
+        """Whether two of these rows (first rows of incidents before the arrival: the
+        latest of each key before it, and the openers after it that "before" walked) now
+        share an incident."""
+        incident_of = self.walk.incident_of
+        seen: set[int] = set()
+        for first in firsts:
+            index = incident_of[first]
+            if index in seen:
+                return True
+            seen.add(index)
+        return False
+
+    def _exact(self, entry: tuple[int, int, int], at: int, clock: int, lowest: int
+               ) -> list[Merge]:
+        """Walk every arrived row after `at` without the arrival (reading the incidents
+        visible before it), then with it, and compare."""
+        order = self.order
+        self._feed(len(order), lowest)
+        before = self._visible_before(at, clock)
+        self._rewind(at)
+        order.insert(at, entry)
+        self._feed(len(order), lowest)
+        self.replayed += 2 * (len(order) - at) - 1
+        return self._merges(before)
 
     def _visible_before(self, start: int, clock: int
                         ) -> dict[int, tuple[tuple[int, int], dict[str, object] | None]]:
@@ -254,60 +351,6 @@ class Replay:
                 assert record is not None  # only the earliest can come from before `start`
                 merges.append(Merge(record, str(survivor)))
         return merges
-
-    def _absorb(self, i: int, at: int) -> bool:
-        """Add a late point, or a late re-send inside its open occurrence, to the incident
-        that holds the events around it, when that provably changes nothing else: no new
-        occurrence, no later end of openness, no new last_activity, no reopen, no cap.
-        The changes are logged like a feed's; as they come after the feeds of the rows
-        after `at`, rewinding to one of those rows must rewind to `at` (`_rewind_point`)."""
-        r, walk, order = self.r, self.walk, self.order
-        status, t = r.status[i], r.time[i]
-        if status == RESOLVED:
-            return False
-        after = None
-        for k in range(at, len(order)):
-            row = order[k][2]
-            if r.status[row] != RESOLVED:
-                after = row
-                break
-        if after is None or after not in walk.incident_of:
-            return False
-        if walk.rule[after] in OPENS:
-            return False
-        index = walk.incident_of[after]
-        inc = walk.incidents[index]
-        if t > inc.first_time + r.cap[i]:
-            return False
-        occ = None
-        if status == POINT:
-            if r.key_missing[i] or r.key[i] != inc.key:
-                return False
-        else:
-            occ = next((o for o in reversed(walk.history.get(r.alert[i], []))
-                        if o.fires[0] <= t), None)
-            if occ is None or occ.key != inc.key or index not in occ.incidents:
-                return False
-            later = bisect_right(occ.fires, t)
-            if later == len(occ.fires) or occ.fires[later] > t + r.stale_after[i]:
-                return False  # the last firing, or one its T_stale would not reach
-        log = self.log
-        self.absorbed.append((len(log), i))
-        if occ is not None:
-            insort(occ.fires, t)
-            log.append((list.remove, occ.fires, t))
-        log += [(list.pop, inc.rows), (setattr, inc, "counted", inc.counted),
-                (setattr, inc, "points", inc.points), (dict.pop, walk.incident_of, i),
-                (dict.pop, walk.rule, i)]
-        inc.rows.append(i)
-        inc.counted += 1
-        inc.points += status == POINT
-        walk.incident_of[i] = index
-        walk.rule[i] = R5B
-        order.insert(at, (t, r.seq[i], i))
-        self.marks.insert(at, self.marks[at])  # rewinding there leaves the walk of order[:at]
-        self.fed += 1
-        return True
 
 
 def _may_merge(adm: Admission, timeline: SettingsTimeline, et: EventTime, rows: np.ndarray,

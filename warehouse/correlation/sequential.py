@@ -29,20 +29,20 @@ from warehouse.correlation.rules import CAP, MISSING_ASSET, NEW, R5A, R5B, REOPE
 NONE = np.iinfo(np.int64).min
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Occ:
     """R3: one stateful occurrence; `end` is its last event time plus T_stale."""
 
     key: int
     missing: bool
     end: int
+    first: int  # row of its first firing
     resolved_at: int | None = None
     superseded: bool = False
-    incidents: list[int] = field(default_factory=list)
-    fires: list[int] = field(default_factory=list)  # firing times, ascending
+    incidents: list[int] = field(default_factory=list)  # ascending (joined in time order)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Inc:
     key: int
     first: int  # row of the first event
@@ -114,16 +114,12 @@ class SequentialPass:
     def __init__(self, rows: Rows, journal: bool = False) -> None:
         self.r = rows
         self.incidents: list[Inc] = []
-        self.occs: list[Occ] = []
         self.latest: dict[int, int] = {}  # key -> incident index
         self.current: dict[int, Occ] = {}  # alert -> latest occurrence
-        self.history: dict[int, list[Occ]] = {}  # alert -> its occurrences, in time order
         self.where: dict[int, int] = {}  # id(occ) -> incident it joined last
-        self.incident_of: dict[int, int] = {}  # row -> incident index
+        self.incident_of: dict[int, int] = {}  # row -> incident index (orphans: none)
         self.rule: dict[int, int] = {}
         self.gap: dict[int, int | None] = {}
-        self.flap: set[int] = set()
-        self.orphans: set[int] = set()
         self.log: list[tuple] | None = [] if journal else None
         self.by_key: dict[int, list[int]] = {}  # key -> its incident indexes
         self.cancelled: set[int] = set()  # heap entries (by tick) whose push was undone
@@ -137,22 +133,57 @@ class SequentialPass:
             step = log.pop()
             step[0](*step[1:])
 
-    def _live(self, occ: Occ, t: int) -> bool:
-        return occ.resolved_at is None and not occ.superseded and t <= occ.end
-
-    def _open_member(self, inc: Inc, t: int) -> bool:
-        """R5(a): a member occurrence of `inc` still firing and not stale at t. Entries of
-        the lazy heap that no longer describe a live member are dropped on the way."""
+    def _open_until(self, inc: Inc) -> int:
+        """The latest end of a live member of `inc` (R5(a): open at t while t is not past
+        it), NONE without one. Entries of the lazy heap that no longer describe a live member
+        are dropped on the way."""
         heap, cancelled, log = inc.heap, self.cancelled, self.log
         while heap:
             end, tick, occ = heap[0]
             if (occ.resolved_at is None and not occ.superseded and -end == occ.end
                     and tick not in cancelled):
-                return t <= -end  # the latest end of a live member
+                return -end
             entry = heapq.heappop(heap)
             if log is not None:
                 log.append((heapq.heappush, heap, entry))
-        return False
+        return NONE
+
+    def touches(self, i: int) -> tuple[int, ...]:
+        """What feeding row i can change that later decisions read, as `describe` names it:
+        the key it joins (its own, or its open occurrence's) and its alert (`~alert`)."""
+        r = self.r
+        key = r.key[i]
+        if r.status[i] == POINT:
+            return (key,)
+        occ = self.current.get(r.alert[i])
+        if occ is None or occ.key == key:
+            return (key, ~r.alert[i])
+        return (key, occ.key, ~r.alert[i])
+
+    def describe(self, thing: int) -> tuple | None:
+        """What later rows read of a key (thing >= 0: its latest incident) or an alert
+        (thing < 0, `~alert`: its current occurrence), and what they can change there.
+
+        Two walks that describe every key and alert alike decide every later row alike.
+        Incidents are named by their first rows, so walks over different rows compare; an
+        occurrence is not named: a resolved one is never read or changed again (it reads as
+        none), and an open one is read only for its key, its end and the incidents it
+        joined. An incident's
+        members count only as "any, and how many unresolved" (R7: a reopen needs all
+        resolved; later rows add and resolve members alike in both walks)."""
+        if thing >= 0:
+            index = self.latest.get(thing)
+            if index is None:
+                return None
+            inc = self.incidents[index]
+            return (inc.first, inc.last, self._open_until(inc), bool(inc.occs),
+                    len(inc.occs) - inc.resolved)
+        occ = self.current.get(~thing)
+        if occ is None or occ.resolved_at is not None or occ.superseded:
+            return ()  # the next firing starts an occurrence; a resolve is an orphan
+        incidents = self.incidents
+        return (occ.key, occ.missing, occ.end, incidents[self.where[id(occ)]].first,
+                tuple(incidents[k].first for k in occ.incidents))
 
     def feed(self, i: int) -> None:
         if self.r.status[i] == RESOLVED:
@@ -160,35 +191,24 @@ class SequentialPass:
         else:
             self._join(i)
 
-    def _push(self, heap: list[tuple[int, int, Occ]], occ: Occ) -> None:
-        self._tick += 1
-        heapq.heappush(heap, (-occ.end, self._tick, occ))
-        if self.log is not None:  # an undone push leaves a cancelled entry, dropped lazily
-            self.log.append((set.add, self.cancelled, self._tick))
-
     def _resolve(self, i: int) -> None:
         r, log = self.r, self.log
         t = r.time[i]
         occ = self.current.get(r.alert[i])
-        if occ is None or not self._live(occ, t):  # R12, in event time
-            self.orphans.add(i)
-            if log is not None:
-                log.append((set.discard, self.orphans, i))
-            return
+        if occ is None or occ.resolved_at is not None or occ.superseded or t > occ.end:
+            return  # R12, in event time: an orphan (no incident, no rule)
+        incidents = self.incidents
         index = self.where[id(occ)]
-        inc = self.incidents[index]
+        inc = incidents[index]
+        last = inc.last
         if log is not None:
-            log.append((setattr, occ, "resolved_at", occ.resolved_at))
-            log.extend((setattr, self.incidents[k], "resolved", self.incidents[k].resolved)
-                       for k in occ.incidents)
-            log += [(setattr, inc, "last", inc.last), (list.pop, inc.rows),
-                    (dict.pop, self.gap, i), (dict.pop, self.incident_of, i),
-                    (dict.pop, self.rule, i)]
+            log.append((_unresolve, self, i, occ, inc, last))
         occ.resolved_at = t
         for k in occ.incidents:
-            self.incidents[k].resolved += 1
-        self.gap[i] = t - inc.last
-        inc.last = max(inc.last, t)
+            incidents[k].resolved += 1
+        self.gap[i] = t - last
+        if t > last:
+            inc.last = t
         inc.rows.append(i)
         self.incident_of[i] = index
         self.rule[i] = RESOLVE
@@ -198,90 +218,115 @@ class SequentialPass:
         t, status = r.time[i], r.status[i]
         key, missing = r.key[i], r.key_missing[i]
         occ = self.current.get(r.alert[i]) if status == FIRING else None
-        if occ is not None and self._live(occ, t):
+        live = (occ is not None and occ.resolved_at is None and not occ.superseded
+                and t <= occ.end)
+        if live:
             key, missing = occ.key, occ.missing  # a re-send stays with its occurrence
+        incidents = self.incidents
         index = self.latest.get(key)
-        cur = self.incidents[index] if index is not None else None
-        gap = t - cur.last if cur is not None else None
-        rule = self._decide(i, cur, missing)
-        if rule in (NEW, MISSING_ASSET, CAP):
+        if index is None:
+            cur, gap = None, None
+            rule = MISSING_ASSET if missing else NEW
+        else:  # R5(b) fails only with nothing open; then R6; then R5(a), R7 reopen, R5(b)
+            cur = incidents[index]
+            gap = t - cur.last
+            open_member = t <= self._open_until(cur)
+            if not open_member and gap > r.window[i]:  # R5(b), inclusive
+                rule = NEW
+            elif t > cur.first_time + r.cap[i]:  # R6, inclusive
+                rule = CAP
+            elif open_member:
+                rule = R5A
+            elif status == FIRING and cur.occs and cur.resolved == len(cur.occs):
+                rule = REOPEN
+            else:
+                rule = R5B
+        if rule == NEW or rule == CAP or rule == MISSING_ASSET:
             linked = index if rule == CAP and index is not None else -1
             cur = Inc(key, i, t, missing, linked, t)
-            index = len(self.incidents)
+            index = len(incidents)
             indexes = self.by_key.setdefault(key, [])
             if log is not None:
-                log += [(list.pop, indexes), (list.pop, self.incidents),
+                log += [(list.pop, indexes), (list.pop, incidents),
                         _restore(self.latest, key)]
             indexes.append(index)
-            self.incidents.append(cur)
+            incidents.append(cur)
             self.latest[key] = index
         assert cur is not None and index is not None
         if log is not None:
-            log += [(list.pop, cur.rows), (setattr, cur, "counted", cur.counted),
-                    (setattr, cur, "last", cur.last), (dict.pop, self.incident_of, i),
-                    (dict.pop, self.rule, i), (dict.pop, self.gap, i)]
-            if rule == REOPEN:
-                log += [(setattr, cur, "flaps", cur.flaps), (set.discard, self.flap, i)]
-            if status == POINT:
-                log.append((setattr, cur, "points", cur.points))
+            log.append((_unjoin, self, i, cur, cur.counted, cur.last, cur.flaps, cur.points))
         if rule == REOPEN:
             cur.flaps += 1
-            self.flap.add(i)
         cur.rows.append(i)
         cur.counted += 1
-        cur.last = max(cur.last, t)
+        if t > cur.last:
+            cur.last = t
         self.incident_of[i] = index
         self.rule[i] = rule
         self.gap[i] = gap
         if status == POINT:
             cur.points += 1
         else:
-            self._fire(i, index, key, missing)
+            self._fire(i, t, index, cur, key, missing, occ if live else None, occ)
 
-    def _decide(self, i: int, cur: Inc | None, missing: bool) -> int:
-        r = self.r
-        t = r.time[i]
-        if cur is None:
-            return MISSING_ASSET if missing else NEW
-        open_member = self._open_member(cur, t)
-        if not open_member and t > cur.last + r.window[i]:  # R5(b), inclusive
-            return NEW
-        if t > cur.first_time + r.cap[i]:  # R6, inclusive
-            return CAP
-        if open_member:
-            return R5A
-        if r.status[i] == FIRING and cur.occs and cur.resolved == len(cur.occs):
-            return REOPEN
-        return R5B
-
-    def _fire(self, i: int, index: int, key: int, missing: bool) -> None:
+    def _fire(self, i: int, t: int, index: int, inc: Inc, key: int, missing: bool,
+              occ: Occ | None, previous: Occ | None) -> None:
+        """Row i, a firing, joined incident `index`: re-send of the live occurrence `occ`,
+        or (None) a new one, closing `previous` stale (R8) if it was left open (R3)."""
         r, log = self.r, self.log
-        t = r.time[i]
-        alert = r.alert[i]
-        occ = self.current.get(alert)
-        if occ is None or not self._live(occ, t):  # R3: a new occurrence
-            if occ is not None and occ.resolved_at is None:
+        end = t + r.stale_after[i]
+        if occ is None:  # R3: a new occurrence
+            alert = r.alert[i]
+            if previous is not None and previous.resolved_at is None:
                 if log is not None:
-                    log.append((setattr, occ, "superseded", False))
-                occ.superseded = True  # R8: closed stale
-            occ = Occ(key, missing, t + r.stale_after[i])
+                    log.append((setattr, previous, "superseded", False))
+                previous.superseded = True  # R8: closed stale
+            occ = Occ(key, missing, end, i)
             if log is not None:
-                occurrences = self.history.setdefault(alert, [])
-                log += [_restore(self.current, alert), (list.pop, occurrences),
-                        (list.pop, self.occs)]
+                log.append(_restore(self.current, alert))
             self.current[alert] = occ
-            self.history.setdefault(alert, []).append(occ)
-            self.occs.append(occ)
-        inc = self.incidents[index]
+        joined = occ.incidents
+        new_incident = not joined or joined[-1] != index  # incidents join in index order
+        self._tick += 1
         if log is not None:
-            log += [(setattr, occ, "end", occ.end), (list.pop, occ.fires),
-                    _restore(self.where, id(occ))]
-            if index not in occ.incidents:
-                log += [(list.pop, occ.incidents), (list.pop, inc.occs)]
-        occ.end = t + r.stale_after[i]
-        occ.fires.append(t)
+            log.append((_unfire, self, occ, inc, occ.end, self.where.get(id(occ), -1),
+                        new_incident, self._tick))
+        occ.end = end
         self.where[id(occ)] = index
-        if index not in occ.incidents:
-            occ.incidents.append(index)
+        if new_incident:
+            joined.append(index)
             inc.occs.append(occ)
-        self._push(inc.heap, occ)
+        heapq.heappush(inc.heap, (-end, self._tick, occ))
+
+
+# Undo steps of one row's changes (each logged as one step: most rows are logged).
+
+
+def _unjoin(walk: SequentialPass, i: int, inc: Inc, counted: int, last: int, flaps: int,
+            points: int) -> None:
+    inc.rows.pop()
+    inc.counted, inc.last, inc.flaps, inc.points = counted, last, flaps, points
+    del walk.incident_of[i], walk.rule[i], walk.gap[i]
+
+
+def _unfire(walk: SequentialPass, occ: Occ, inc: Inc, end: int, where: int,
+            new_incident: bool, tick: int) -> None:
+    occ.end = end
+    if where < 0:
+        del walk.where[id(occ)]
+    else:
+        walk.where[id(occ)] = where
+    if new_incident:
+        occ.incidents.pop()
+        inc.occs.pop()
+    walk.cancelled.add(tick)  # an undone push leaves a cancelled entry, dropped lazily
+
+
+def _unresolve(walk: SequentialPass, i: int, occ: Occ, inc: Inc, last: int) -> None:
+    occ.resolved_at = None
+    incidents = walk.incidents
+    for k in occ.incidents:
+        incidents[k].resolved -= 1
+    inc.last = last
+    inc.rows.pop()
+    del walk.incident_of[i], walk.rule[i], walk.gap[i]
