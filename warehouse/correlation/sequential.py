@@ -37,6 +37,7 @@ class Occ:
     missing: bool
     end: int
     first: int  # row of its first firing
+    where: int = -1  # the incident it joined last
     resolved_at: int | None = None
     superseded: bool = False
     incidents: list[int] = field(default_factory=list)  # ascending (joined in time order)
@@ -116,7 +117,6 @@ class SequentialPass:
         self.incidents: list[Inc] = []
         self.latest: dict[int, int] = {}  # key -> incident index
         self.current: dict[int, Occ] = {}  # alert -> latest occurrence
-        self.where: dict[int, int] = {}  # id(occ) -> incident it joined last
         self.incident_of: dict[int, int] = {}  # row -> incident index (orphans: none)
         self.rule: dict[int, int] = {}
         self.gap: dict[int, int | None] = {}
@@ -182,7 +182,7 @@ class SequentialPass:
         if occ is None or occ.resolved_at is not None or occ.superseded:
             return ()  # the next firing starts an occurrence; a resolve is an orphan
         incidents = self.incidents
-        return (occ.key, occ.missing, occ.end, incidents[self.where[id(occ)]].first,
+        return (occ.key, occ.missing, occ.end, incidents[occ.where].first,
                 tuple(incidents[k].first for k in occ.incidents))
 
     def feed(self, i: int) -> None:
@@ -198,7 +198,7 @@ class SequentialPass:
         if occ is None or occ.resolved_at is not None or occ.superseded or t > occ.end:
             return  # R12, in event time: an orphan (no incident, no rule)
         incidents = self.incidents
-        index = self.where[id(occ)]
+        index = occ.where
         inc = incidents[index]
         last = inc.last
         if log is not None:
@@ -289,10 +289,10 @@ class SequentialPass:
         new_incident = not joined or joined[-1] != index  # incidents join in index order
         self._tick += 1
         if log is not None:
-            log.append((_unfire, self, occ, inc, occ.end, self.where.get(id(occ), -1),
-                        new_incident, self._tick))
+            log.append((_unfire, self, occ, inc, occ.end, occ.where, new_incident,
+                        self._tick))
         occ.end = end
-        self.where[id(occ)] = index
+        occ.where = index
         if new_incident:
             joined.append(index)
             inc.occs.append(occ)
@@ -311,11 +311,7 @@ def _unjoin(walk: SequentialPass, i: int, inc: Inc, counted: int, last: int, fla
 
 def _unfire(walk: SequentialPass, occ: Occ, inc: Inc, end: int, where: int,
             new_incident: bool, tick: int) -> None:
-    occ.end = end
-    if where < 0:
-        del walk.where[id(occ)]
-    else:
-        walk.where[id(occ)] = where
+    occ.end, occ.where = end, where
     if new_incident:
         occ.incidents.pop()
         inc.occs.pop()
