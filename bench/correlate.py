@@ -136,7 +136,11 @@ def measure_incremental(path: Path) -> dict[str, Any]:
     timeline = SettingsTimeline.constant(CorrelationSettings())
     table = pq.read_table(path)
     days = day_batches(table)
-    state = CorrelationState(duckdb.connect(), timeline)
+    # on disk and under the pipeline's memory limit, as a build runs (in memory and
+    # unbounded, 10M events needed 22 GB with the full recompute below)
+    con = duckdb.connect(str(path.with_suffix(".state.duckdb")))
+    con.execute(f"SET memory_limit = '{os.environ.get('AW_BUILD_MEMORY_LIMIT', '3GB')}'")
+    state = CorrelationState(con, timeline)
     started = time.perf_counter()
     for batch in days[:-1]:
         state.apply(batch)
@@ -146,8 +150,9 @@ def measure_incremental(path: Path) -> dict[str, Any]:
     applied = state.apply(days[-1])
     seconds = time.perf_counter() - start
     incremental_peak = peak_rss_mb()
-    full = correlate(table, timeline)
     got = state.result()
+    con.close()
+    full = correlate(table, timeline)
     same = (got.funnel == full.funnel
             and got.incidents.num_rows == full.incidents.num_rows
             and got.incidents.equals(full.incidents)
@@ -187,6 +192,10 @@ def run_child(kind: str, path: Path, timeout: float, extra: list[str] | None = N
              *(extra or [])], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:  # subprocess.run has killed the child
         return {"timeout": timeout}
+    if done.returncode < 0:  # killed: recorded, so the other figures are still reported
+        signal = -done.returncode
+        return {"failed": f"killed by signal {signal}"
+                          + (" (out of memory?)" if signal == 9 else "")}
     if done.returncode != 0:
         raise RuntimeError(f"{kind} measurement failed:\n{done.stderr[-3000:]}")
     wall = time.monotonic() - started

@@ -194,11 +194,13 @@ class CorrelationState:
         # change capture for the incremental models (warehouse.changes), in the same
         # transaction: every event whose explanation is new or differs from before (most of
         # a re-walked region comes out as it was)
-        rewritten = f"SELECT * FROM {SCHEMA}.memberships WHERE event_id IN " \
-                    "(SELECT event_id FROM memberships)"
+        rewritten = "SELECT event_id FROM memberships"  # all new: a first batch
         if region_ids is not None:
-            rewritten = f"{rewritten} EXCEPT SELECT * FROM region_before"
-        _run(con, f"INSERT INTO {SCHEMA}.changed_events SELECT event_id FROM ({rewritten})")
+            rewritten = f"""SELECT event_id FROM (
+                SELECT * FROM {SCHEMA}.memberships
+                WHERE event_id IN (SELECT event_id FROM memberships)
+                EXCEPT SELECT * FROM region_before)"""
+        _run(con, f"INSERT INTO {SCHEMA}.changed_events {rewritten}")
         if region_ids is not None:
             _run(con, f"""UPDATE {SCHEMA}.events e SET agg_key = m.agg_key
                             FROM memberships m WHERE e.event_id = m.event_id
