@@ -218,9 +218,9 @@ class SequentialPass:
         t, status = r.time[i], r.status[i]
         key, missing = r.key[i], r.key_missing[i]
         occ = self.current.get(r.alert[i]) if status == FIRING else None
-        live = (occ is not None and occ.resolved_at is None and not occ.superseded
-                and t <= occ.end)
-        if live:
+        live = False
+        if occ is not None and occ.resolved_at is None and not occ.superseded and t <= occ.end:
+            live = True
             key, missing = occ.key, occ.missing  # a re-send stays with its occurrence
         incidents = self.incidents
         index = self.latest.get(key)
