@@ -120,6 +120,7 @@ class SequentialPass:
         self.incident_of: dict[int, int] = {}  # row -> incident index (orphans: none)
         self.rule: dict[int, int] = {}
         self.gap: dict[int, int | None] = {}
+        self.results = (self.incident_of, self.rule, self.gap)  # per row (undo steps)
         self.log: list[tuple] | None = [] if journal else None
         self.by_key: dict[int, list[int]] = {}  # key -> its incident indexes
         self.cancelled: set[int] = set()  # heap entries (by tick) whose push was undone
@@ -202,7 +203,7 @@ class SequentialPass:
         inc = incidents[index]
         last = inc.last
         if log is not None:
-            log.append((_unresolve, self, i, occ, inc, last))
+            log.append((_unresolve, self.results, incidents, i, occ, inc, last))
         occ.resolved_at = t
         for k in occ.incidents:
             incidents[k].resolved += 1
@@ -254,7 +255,8 @@ class SequentialPass:
             self.latest[key] = index
         assert cur is not None and index is not None
         if log is not None:
-            log.append((_unjoin, self, i, cur, cur.counted, cur.last, cur.flaps, cur.points))
+            log.append((_unjoin, self.results, i, cur, cur.counted, cur.last, cur.flaps,
+                        cur.points))
         if rule == REOPEN:
             cur.flaps += 1
         cur.rows.append(i)
@@ -289,7 +291,7 @@ class SequentialPass:
         new_incident = not joined or joined[-1] != index  # incidents join in index order
         self._tick += 1
         if log is not None:
-            log.append((_unfire, self, occ, inc, occ.end, occ.where, new_incident,
+            log.append((_unfire, self.cancelled, occ, inc, occ.end, occ.where, new_incident,
                         self._tick))
         occ.end = end
         occ.where = index
@@ -299,30 +301,34 @@ class SequentialPass:
         heapq.heappush(inc.heap, (-end, self._tick, occ))
 
 
-# Undo steps of one row's changes (each logged as one step: most rows are logged).
+# Undo steps of one row's changes (each logged as one step: most rows are logged). They hold
+# the walk's tables, never the walk: a step holding the walk would make walk -> log -> step ->
+# walk a reference cycle, and every finished walk would wait for the cyclic collector.
 
 
-def _unjoin(walk: SequentialPass, i: int, inc: Inc, counted: int, last: int, flaps: int,
-            points: int) -> None:
+def _unjoin(results: tuple[dict, dict, dict], i: int, inc: Inc, counted: int, last: int,
+            flaps: int, points: int) -> None:
     inc.rows.pop()
     inc.counted, inc.last, inc.flaps, inc.points = counted, last, flaps, points
-    del walk.incident_of[i], walk.rule[i], walk.gap[i]
+    for table in results:
+        del table[i]
 
 
-def _unfire(walk: SequentialPass, occ: Occ, inc: Inc, end: int, where: int,
+def _unfire(cancelled: set[int], occ: Occ, inc: Inc, end: int, where: int,
             new_incident: bool, tick: int) -> None:
     occ.end, occ.where = end, where
     if new_incident:
         occ.incidents.pop()
         inc.occs.pop()
-    walk.cancelled.add(tick)  # an undone push leaves a cancelled entry, dropped lazily
+    cancelled.add(tick)  # an undone push leaves a cancelled entry, dropped lazily
 
 
-def _unresolve(walk: SequentialPass, i: int, occ: Occ, inc: Inc, last: int) -> None:
+def _unresolve(results: tuple[dict, dict, dict], incidents: list[Inc], i: int, occ: Occ,
+               inc: Inc, last: int) -> None:
     occ.resolved_at = None
-    incidents = walk.incidents
     for k in occ.incidents:
         incidents[k].resolved -= 1
     inc.last = last
     inc.rows.pop()
-    del walk.incident_of[i], walk.rule[i], walk.gap[i]
+    for table in results:
+        del table[i]
