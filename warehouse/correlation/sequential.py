@@ -169,9 +169,8 @@ class SequentialPass:
         Incidents are named by their first rows, so walks over different rows compare; an
         occurrence is not named: a resolved one is never read or changed again (it reads as
         none), and an open one is read only for its key, its end and the incidents it
-        joined. An incident's
-        members count only as "any, and how many unresolved" (R7: a reopen needs all
-        resolved; later rows add and resolve members alike in both walks)."""
+        joined. An incident's members count only as "any, and how many unresolved" (R7: a
+        reopen needs all resolved; later rows add and resolve members alike in both walks)."""
         if thing >= 0:
             index = self.latest.get(thing)
             if index is None:
