@@ -36,7 +36,8 @@ below a row that opens a stretch of a single-key component in the end, the rows 
 final, so the walk is dropped and restarted empty there (rows before it are never walked).
 Rows after a component's last late arrival are not walked at all. The walk of a key that is
 never idle (no stretch start) is still as long as the key's history up to its last late
-arrival, once.
+arrival, and an arrival hours late sends it back over the rows since its place: that is
+where the replay's time goes now.
 """
 
 from __future__ import annotations
