@@ -124,34 +124,35 @@ def measure_engine(path: Path, profile_out: Path | None = None,
 def measure_incremental(path: Path) -> dict[str, Any]:
     """One new day added to the history: build the state from every daily batch but the
     last (not timed), then time adding the last day, and check incremental = full."""
-    import duckdb
     import pyarrow.parquet as pq
 
+    from warehouse.config import PlatformSettings
     from warehouse.correlation.engine import correlate
     from warehouse.correlation.state import CorrelationState
     from warehouse.correlation.synthetic import day_batches
     from warehouse.correlation.timeline import SettingsTimeline
     from warehouse.correlation_settings import CorrelationSettings
+    from warehouse.store import WarehouseStore
 
     timeline = SettingsTimeline.constant(CorrelationSettings())
     table = pq.read_table(path)
     days = day_batches(table)
-    # on disk and under the pipeline's memory limit, as a build runs (in memory and
+    # a build file under the pipeline's memory limit, as a build runs (in memory and
     # unbounded, 10M events needed 22 GB with the full recompute below)
-    con = duckdb.connect(str(path.with_suffix(".state.duckdb")))
-    con.execute(f"SET memory_limit = '{os.environ.get('AW_BUILD_MEMORY_LIMIT', '3GB')}'")
-    state = CorrelationState(con, timeline)
-    started = time.perf_counter()
-    for batch in days[:-1]:
-        state.apply(batch)
-    history_seconds = time.perf_counter() - started
-    baseline = peak_rss_mb()
-    start = time.perf_counter()
-    applied = state.apply(days[-1])
-    seconds = time.perf_counter() - start
-    incremental_peak = peak_rss_mb()
-    got = state.result()
-    con.close()
+    store = WarehouseStore(path.with_suffix(".build.duckdb"), path.with_suffix(".published"),
+                           PlatformSettings().build_memory_limit)
+    with store.writer() as con:
+        state = CorrelationState(con, timeline)
+        started = time.perf_counter()
+        for batch in days[:-1]:
+            state.apply(batch)
+        history_seconds = time.perf_counter() - started
+        baseline = peak_rss_mb()
+        start = time.perf_counter()
+        applied = state.apply(days[-1])
+        seconds = time.perf_counter() - start
+        incremental_peak = peak_rss_mb()
+        got = state.result()
     full = correlate(table, timeline)
     same = (got.funnel == full.funnel
             and got.incidents.num_rows == full.incidents.num_rows

@@ -14,6 +14,7 @@ Two DuckDB files, on purpose (STACK.md: a DuckDB file is single-writer across pr
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,13 +70,20 @@ class WarehouseStore:
     def _config(self) -> dict[str, str | bool | int | float | list[str]]:
         config = dict(DUCKDB_CONFIG)
         if self.memory_limit:
-            try:  # a bad value is a settings error, not a database one
-                duckdb.connect(":memory:", config={"memory_limit": self.memory_limit}).close()
-            except duckdb.Error as exc:
-                raise SettingsError(f"AW_BUILD_MEMORY_LIMIT={self.memory_limit!r} is not a "
-                                 f"memory size DuckDB accepts (e.g. 3GB): {exc}") from exc
-            config["memory_limit"] = self.memory_limit
+            config["memory_limit"] = _checked_memory_limit(self.memory_limit)
         return config
+
+
+@functools.cache
+def _checked_memory_limit(value: str) -> str:
+    """`value` if DuckDB accepts it as a memory limit (checked once per value), else a
+    settings error naming it: a bad value is a settings error, not a database one."""
+    try:
+        duckdb.connect(":memory:", config={"memory_limit": value}).close()
+    except duckdb.Error as exc:
+        raise SettingsError(f"AW_BUILD_MEMORY_LIMIT={value!r} is not a memory size DuckDB "
+                            f"accepts (e.g. 3GB): {exc}") from exc
+    return value
 
 
 def run(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> None:
