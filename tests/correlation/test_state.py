@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import duckdb
 import pytest
@@ -16,6 +17,7 @@ from warehouse.correlation.engine import correlate
 from warehouse.correlation.state import CorrelationState
 from warehouse.correlation.timeline import SettingsTimeline
 from warehouse.correlation_settings import CorrelationSettings
+from warehouse.correlation_settings import CorrelationSettings as CFG
 
 
 def assert_same(state: CorrelationState, events: list[Event],
@@ -67,3 +69,84 @@ def test_a_batch_must_arrive_after_the_stored_events() -> None:
     with pytest.raises(ValueError, match="ingest order"):
         state.apply(events_table([replace(first, event_id="b")]))
     assert state.result().funnel["t1"]["events_accepted"] == 1
+
+
+MINUTE = timedelta(minutes=1)
+CAPPED = SettingsTimeline.constant(CFG(window="15m", cap="1h", stale_after="30m"))
+
+
+def timed(plan: list[tuple[int, str, str]], first_seq: int = 1) -> list[Event]:
+    """Events of one key from (minute, status, fingerprint), arriving in this order."""
+    return [Event("t1", f"e{first_seq + n}", first_seq + n, "nagios", fingerprint, "web01",
+                  "disk_full", "warning", status, T0 + minute * MINUTE,
+                  T0 + max(minute, 0) * MINUTE)
+            for n, (minute, status, fingerprint) in enumerate(plan)]
+
+
+# A key busy for over an hour: its first incident reaches the cap M=1h, and the point at
+# 65 min opens the linked one (R6). The stored part in both cases below:
+BUSY = [(0, "firing", "A"), (5, "resolved", "A"), (10, "firing", "A"), (12, "resolved", "A"),
+        (20, "point", ""), (30, "point", ""), (40, "point", ""), (50, "point", ""),
+        (55, "firing", "B")]
+
+
+def test_a_batch_restarts_the_key_at_a_quiet_cap() -> None:
+    # Incremental = full (R6): B resolved before the cap, so nothing after the cap reaches the
+    # first incident; the next batch (a late point at 70 min, one at 80) re-walks the key
+    # from the cap only, and the cap keeps its rule, gap and link
+    stored = timed([*BUSY, (58, "resolved", "B"), (65, "point", ""), (75, "point", "")])
+    batch = timed([(80, "point", ""), (70, "point", "")], first_seq=len(stored) + 1)
+    state = CorrelationState(duckdb.connect(), CAPPED)
+    state.apply(events_table(stored))
+    applied = state.apply(events_table(batch))
+    assert applied.region_rows == 2  # the stored rows at 65 and 75 min
+    assert_same(state, stored + batch, CAPPED)
+    incidents = state.result().incidents.to_pylist()
+    assert [i["linked_to"] for i in incidents] == [None, incidents[0]["incident_id"]]
+    rules = {m["event_id"]: m["rule"] for m in state.result().memberships.to_pylist()}
+    assert rules[stored[10].event_id] == "R6-cap"
+
+
+def test_a_cap_with_an_alert_still_firing_is_not_a_restart_point() -> None:
+    # Incremental = full (R6, R7): B still fires at the cap, so its resolve in the next batch
+    # reaches the first incident (resolved_at, status): the key re-walks from its beginning
+    stored = timed([*BUSY, (65, "point", ""), (75, "point", "")])
+    batch = timed([(78, "resolved", "B"), (80, "point", "")], first_seq=len(stored) + 1)
+    state = CorrelationState(duckdb.connect(), CAPPED)
+    state.apply(events_table(stored))
+    applied = state.apply(events_table(batch))
+    assert applied.region_rows == len(stored)
+    assert_same(state, stored + batch, CAPPED)
+    first = state.result().incidents.to_pylist()[0]
+    assert (first["status"], first["resolved_at"]) == ("resolved", T0 + 78 * MINUTE)
+
+
+@st.composite
+def busy_keys(draw: st.DrawFn) -> list[Event]:
+    """One key kept busy for hours (each event within minutes of the last), so incidents end
+    at the cap; alerts resolve, go stale and fire again; some events arrive late."""
+    n = draw(st.integers(5, 60))
+    # rarely resolved (alerts firing across caps) or often (caps with nothing unresolved)
+    statuses = ["point", "point", "firing", "firing"] + ["resolved"] * draw(st.integers(1, 3))
+    minute = 0
+    events = []
+    for i in range(1, n + 1):
+        minute += draw(st.integers(0, 6))
+        status = draw(st.sampled_from(statuses))
+        late = draw(st.sampled_from([0, 0, 0, 0, 7, 25]))
+        events.append(Event("t1", f"e{i}", i, "nagios", draw(st.sampled_from(["A", "B"])),
+                            "web01", "disk_full", "warning", status, T0 + minute * MINUTE,
+                            T0 + (minute + late) * MINUTE))
+    events.sort(key=lambda e: (e.received_at, e.ingest_seq))
+    return [replace(e, ingest_seq=seq) for seq, e in enumerate(events, 1)]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(events=busy_keys(), cap=st.sampled_from(["20m", "30m", "45m"]),
+       stale=st.sampled_from(["5m", "15m"]), data=st.data())
+def test_batches_of_a_busy_key_equal_the_full_recompute(
+        events: list[Event], cap: str, stale: str, data: st.DataObject) -> None:
+    # Incremental = full on a key that is never idle (R6 caps; restarts at quiet caps)
+    timeline = SettingsTimeline.constant(CFG(window="10m", cap=cap, stale_after=stale))
+    assert_batches_equal_full(events, timeline, data)

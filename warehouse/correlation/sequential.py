@@ -4,7 +4,16 @@ The vectorized pass (`sessions.py`) handles every stretch of a key where no inci
 its cap M. A stretch that does, and the arrival replay that finds R10 merges, walk here in
 (event time, ingest_seq) order, exactly as SEMANTICS.md reads: R3 occurrences, R5 joins, R6
 caps, R7 resolves and reopens, R8 staleness. It starts from an empty state, so it is only ever
-started where nothing is open: at the start of a key or of a stretch.
+started where nothing is open: at the start of a key or of a stretch, or at a quiet incident.
+
+An incident is quiet when it opens while every earlier occurrence of its key is resolved or
+superseded (closed stale by its alert's next occurrence). Nothing after it then reaches an
+earlier incident of the key: rows join the key's latest incident, and a resolve or re-send
+only reaches its own occurrence's incidents, all of them closed. So a walk started empty
+there decides every later row as the whole walk does; only the quiet incident's first row
+differs (NEW instead of CAP, no gap) and the incident has no `linked_to`. A key that is never
+idle (each episode within W of the last, incidents ending at the cap) is usually quiet at many
+of its caps: incremental runs restart there instead of at the key's beginning (`state.py`).
 
 Open-member checks use a lazy max-heap per incident of (end of openness, occurrence), so a
 storm of thousands of open alerts costs a logarithm per event, not a scan.
@@ -58,6 +67,7 @@ class Inc:
     flaps: int = 0
     resolved: int = 0  # member occurrences resolved so far
     heap: list[tuple[int, int, Occ]] = field(default_factory=list)
+    quiet: bool = False  # opened with no occurrence of its key unresolved (a restart point)
 
     def severity(self, r: Rows) -> int:
         """The highest member severity; resolves do not count."""
@@ -123,6 +133,9 @@ class SequentialPass:
         self.results = (self.incident_of, self.rule, self.gap)  # per row (undo steps)
         self.log: list[tuple] | None = [] if journal else None
         self.by_key: dict[int, list[int]] = {}  # key -> its incident indexes
+        # key -> its occurrences neither resolved nor superseded: while none is, nothing
+        # later reaches the key's earlier incidents (an occurrence joins only its own key's)
+        self.unresolved: dict[int, int] = {}
         self.cancelled: set[int] = set()  # heap entries (by tick) whose push was undone
         self._tick = 0
 
@@ -202,8 +215,10 @@ class SequentialPass:
         inc = incidents[index]
         last = inc.last
         if log is not None:
-            log.append((_unresolve, self.results, incidents, i, occ, inc, last))
+            log.append((_unresolve, self.results, incidents, self.unresolved, i, occ, inc,
+                        last))
         occ.resolved_at = t
+        self.unresolved[occ.key] -= 1
         for k in occ.incidents:
             incidents[k].resolved += 1
         self.gap[i] = t - last
@@ -243,7 +258,7 @@ class SequentialPass:
                 rule = R5B
         if rule == NEW or rule == CAP or rule == MISSING_ASSET:
             linked = index if rule == CAP and index is not None else -1
-            cur = Inc(key, i, t, missing, linked, t)
+            cur = Inc(key, i, t, missing, linked, t, quiet=not self.unresolved.get(key))
             index = len(incidents)
             indexes = self.by_key.setdefault(key, [])
             if log is not None:
@@ -278,14 +293,17 @@ class SequentialPass:
         end = t + r.stale_after[i]
         if occ is None:  # R3: a new occurrence
             alert = r.alert[i]
+            unresolved = self.unresolved
             if previous is not None and previous.resolved_at is None:
                 if log is not None:
-                    log.append((setattr, previous, "superseded", False))
+                    log.append((_unsupersede, unresolved, previous))
                 previous.superseded = True  # R8: closed stale
+                unresolved[previous.key] -= 1
             occ = Occ(key, missing, end, i)
             if log is not None:
-                log.append(_restore(self.current, alert))
+                log += [_restore(self.current, alert), (_uncount, unresolved, key)]
             self.current[alert] = occ
+            unresolved[key] = unresolved.get(key, 0) + 1
         joined = occ.incidents
         new_incident = not joined or joined[-1] != index  # incidents join in index order
         self._tick += 1
@@ -322,12 +340,22 @@ def _unfire(cancelled: set[int], occ: Occ, inc: Inc, end: int, where: int,
     cancelled.add(tick)  # an undone push leaves a cancelled entry, dropped lazily
 
 
-def _unresolve(results: tuple[dict, dict, dict], incidents: list[Inc], i: int, occ: Occ,
-               inc: Inc, last: int) -> None:
+def _unresolve(results: tuple[dict, dict, dict], incidents: list[Inc],
+               unresolved: dict[int, int], i: int, occ: Occ, inc: Inc, last: int) -> None:
     occ.resolved_at = None
+    unresolved[occ.key] += 1
     for k in occ.incidents:
         incidents[k].resolved -= 1
     inc.last = last
     inc.rows.pop()
     for table in results:
         del table[i]
+
+
+def _unsupersede(unresolved: dict[int, int], occ: Occ) -> None:
+    occ.superseded = False
+    unresolved[occ.key] += 1
+
+
+def _uncount(unresolved: dict[int, int], key: int) -> None:
+    unresolved[key] -= 1

@@ -62,7 +62,10 @@ class Incidents:
     last_resolve: np.ndarray  # NONE when none
     open_until: np.ndarray  # latest end of an unresolved member (R8), NONE when none
     window: np.ndarray  # W of the first event (points-only incidents)
-    restartable: np.ndarray  # nothing of its key open at its first event (incremental runs)
+    # a walk started empty at its first event decides everything after it alike (but that
+    # event's rule and gap, and the incident's link): nothing of its key open there (a
+    # stretch start), or no occurrence of its key unresolved (a quiet cap: `sequential`)
+    restartable: np.ndarray
 
 
 @dataclass
@@ -309,7 +312,7 @@ def walked_incidents(walk: SequentialPass, base: int) -> Incidents:
         last_resolve=column([inc.last_resolve() for inc in incs]),
         open_until=column([inc.open_until() for inc in incs]),
         window=column([r.window[inc.first] for inc in incs]),
-        restartable=column([index == 0 for index in range(len(incs))], bool),
+        restartable=column([inc.quiet for inc in incs], bool),
     )
 
 

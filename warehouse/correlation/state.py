@@ -13,9 +13,10 @@ events that arrived after everything stored (higher `ingest_seq`, any event time
    earlier arrival fired after it, so the latest event time is all that counts).
 2. The keys the batch touches (its events' own keys, and the keys of its alerts' stored
    events) are recomputed from their last restartable incident at or before the batch's
-   earliest event time on that key: an incident opened with nothing of its key open, so
-   everything before it stays as stored. Keys an alert spans together restart from their
-   beginning.
+   earliest event time on that key: an incident opened with nothing of its key open, or
+   with every earlier occurrence of the key resolved (a quiet cap, `sequential`), so
+   everything before it stays as stored; that incident keeps its stored link, and its first
+   event its stored rule and gap. Keys an alert spans together restart from their beginning.
 3. Merge replay (R10) runs on those keys with the stored rows as history.
 
 Statuses depend on the tenant clock, so they are computed when results are read, from each
@@ -130,7 +131,7 @@ class CorrelationState:
         con = self.con
         if fresh:  # nothing stored of these tenants (R1: the others do not matter)
             out = correlate(batch, self.timeline)
-            self._store(out, batch, region_ids=None, restart_gaps=None)
+            self._store(out, batch, region_ids=None, restart_rows=None)
             return Applied(batch.num_rows, 0, 0, 0, out.slow_rows, out.replayed_rows)
         adm = admit(batch, self.timeline)
         con.register("info", pa.table({
@@ -147,8 +148,8 @@ class CorrelationState:
             _run(con, sql)
         context = con.sql(_INPUT).to_arrow_table()
         region_ids = con.sql("SELECT event_id FROM region").to_arrow_table()
-        restart_gaps = con.sql(f"""
-            SELECT m.event_id, m.gap_us FROM {SCHEMA}.memberships m
+        restart_rows = con.sql(f"""
+            SELECT m.event_id, m.gap_us, m.rule FROM {SCHEMA}.memberships m
             JOIN region e USING (event_id) JOIN restart r ON e.agg_key = r.agg_key
             WHERE e.event_time_us = r.time_us AND e.ingest_seq = r.seq""").to_arrow_table()
         base = dict(con.execute(f"SELECT tenant_id, clock_us FROM {SCHEMA}.clocks").fetchall())
@@ -163,48 +164,30 @@ class CorrelationState:
             DELETE FROM {SCHEMA}.incidents i USING restart r
             WHERE i.agg_key = r.agg_key AND (epoch_us(i.first_seen) > r.time_us OR
                   (epoch_us(i.first_seen) = r.time_us AND i.first_seq >= r.seq))""")
-        self._store(out, batch, region_ids, restart_gaps)
+        self._store(out, batch, region_ids, restart_rows)
+        # a restart incident opened by a cap keeps its link to the incident before
+        _run(con, f"""UPDATE {SCHEMA}.incidents i SET linked_to = r.linked_to FROM restart r
+                        WHERE r.linked_to IS NOT NULL AND i.agg_key = r.agg_key
+                          AND epoch_us(i.first_seen) = r.time_us AND i.first_seq = r.seq""")
         n_context = int(pc.sum(context.column("context_only")).as_py() or 0)
         return Applied(batch.num_rows, keys, region_ids.num_rows, n_context, out.slow_rows,
                        out.replayed_rows)
 
     def _store(self, out: Correlation, batch: pa.Table, region_ids: pa.Table | None,
-               restart_gaps: pa.Table | None) -> None:
+               restart_rows: pa.Table | None) -> None:
         con = self.con
         con.register("live", out.incidents.filter(pc.is_null(out.incidents.column("merged_into"))))
         con.register("lifecycle", out.lifecycle)
         con.register("batch", batch)
-        if region_ids is not None:
-            con.register("region_ids", region_ids)
-        if restart_gaps is not None:
-            con.register("restart_gaps", restart_gaps)
+        con.register("memberships", out.memberships)
+        if region_ids is None:  # a first batch: every explanation is new
+            _run(con, f"INSERT INTO {SCHEMA}.memberships BY NAME SELECT * FROM memberships")
+            _run(con, f"INSERT INTO {SCHEMA}.changed_events SELECT event_id FROM memberships")
+        else:
+            assert restart_rows is not None
+            self._store_changed(region_ids, restart_rows)
         _run(con, f"""INSERT INTO {SCHEMA}.incidents BY NAME
                         SELECT * FROM live JOIN lifecycle USING (incident_id)""")
-        con.register("memberships", out.memberships)
-        if region_ids is not None:
-            _run(con, f"""CREATE OR REPLACE TEMP TABLE region_before AS
-                          SELECT * FROM {SCHEMA}.memberships
-                          WHERE event_id IN (SELECT event_id FROM region_ids)""")
-            _run(con, f"DELETE FROM {SCHEMA}.memberships WHERE event_id IN "
-                        "(SELECT event_id FROM region_ids)")
-        _run(con, f"INSERT INTO {SCHEMA}.memberships BY NAME SELECT * FROM memberships")
-        if restart_gaps is not None and restart_gaps.num_rows:
-            _run(con, f"""UPDATE {SCHEMA}.memberships m SET gap_us = g.gap_us
-                            FROM restart_gaps g WHERE m.event_id = g.event_id""")
-        # change capture for the incremental models (warehouse.changes), in the same
-        # transaction: every event whose explanation is new or differs from before (most of
-        # a re-walked region comes out as it was)
-        rewritten = "SELECT event_id FROM memberships"  # all new: a first batch
-        if region_ids is not None:
-            rewritten = f"""SELECT event_id FROM (
-                SELECT * FROM {SCHEMA}.memberships
-                WHERE event_id IN (SELECT event_id FROM memberships)
-                EXCEPT SELECT * FROM region_before)"""
-        _run(con, f"INSERT INTO {SCHEMA}.changed_events {rewritten}")
-        if region_ids is not None:
-            _run(con, f"""UPDATE {SCHEMA}.events e SET agg_key = m.agg_key
-                            FROM memberships m WHERE e.event_id = m.event_id
-                            AND e.event_id IN (SELECT event_id FROM region_ids)""")
         _run(con, f"""
             INSERT INTO {SCHEMA}.events BY NAME
             SELECT b.*, {_FATES} AS fate, m.disposition = 'stale_resolve' AS stale_resolve,
@@ -227,6 +210,38 @@ class CorrelationState:
                                      ELSE epoch_us(event_time) END, epoch_us(received_at)))
                 FROM memberships
             ) GROUP BY tenant_id""")
+
+    def _store_changed(self, region_ids: pa.Table, restart_rows: pa.Table) -> None:
+        """Store the explanations of a re-walked region (and the batch) that are new or differ
+        from the stored ones, and record their events as changed for the incremental models
+        (warehouse.changes), in the batch's own transaction. Most of a region comes out as it
+        was, and a region reaches weeks back on a busy key: only changed rows are deleted and
+        inserted, so the commit does not rewrite row groups across the whole table.
+
+        A key's walk restarts empty at its restart incident, so that incident's first event
+        comes out as opening a new incident with no gap; it keeps its stored rule and gap
+        (a cap, and the gap to the incident before)."""
+        con = self.con
+        con.register("region_ids", region_ids)
+        con.register("restart_rows", restart_rows)
+        _run(con, f"""CREATE OR REPLACE TEMP TABLE fresh AS
+                      SELECT * FROM {SCHEMA}.memberships LIMIT 0""")
+        _run(con, """INSERT INTO fresh BY NAME
+                     SELECT m.* REPLACE (coalesce(g.rule, m.rule) AS rule,
+                                         CASE WHEN g.event_id IS NULL THEN m.gap_us
+                                              ELSE g.gap_us END AS gap_us)
+                     FROM memberships m LEFT JOIN restart_rows g USING (event_id)""")
+        _run(con, f"""CREATE OR REPLACE TEMP TABLE changed AS
+                      SELECT * FROM fresh EXCEPT
+                      SELECT * FROM {SCHEMA}.memberships
+                      WHERE event_id IN (SELECT event_id FROM region_ids)""")
+        _run(con, f"DELETE FROM {SCHEMA}.memberships WHERE event_id IN "
+                    "(SELECT event_id FROM changed)")
+        _run(con, f"INSERT INTO {SCHEMA}.memberships SELECT * FROM changed")
+        _run(con, f"INSERT INTO {SCHEMA}.changed_events SELECT event_id FROM changed")
+        _run(con, f"""UPDATE {SCHEMA}.events e SET agg_key = c.agg_key
+                        FROM changed c WHERE e.event_id = c.event_id
+                        AND e.agg_key IS DISTINCT FROM c.agg_key""")
 
     def forget(self, tenants: list[str]) -> None:
         """Drop everything stored for `tenants` (before re-applying their events from scratch:
@@ -352,10 +367,12 @@ _TOUCHED = [
                CASE WHEN s.agg_key IS NULL THEN coalesce(r.time_us, {NONE})
                     ELSE {NONE} END AS time_us,
                CASE WHEN s.agg_key IS NULL THEN coalesce(r.seq, {NONE})
-                    ELSE {NONE} END AS seq
+                    ELSE {NONE} END AS seq,
+               CASE WHEN s.agg_key IS NULL THEN r.linked_to END AS linked_to
         FROM touched t LEFT JOIN shared_keys s USING (agg_key) LEFT JOIN (
-            SELECT agg_key, time_us, seq FROM (
+            SELECT agg_key, time_us, seq, linked_to FROM (
                 SELECT i.agg_key, epoch_us(i.first_seen) AS time_us, i.first_seq AS seq,
+                       i.linked_to,
                        row_number() OVER (PARTITION BY i.agg_key
                                           ORDER BY epoch_us(i.first_seen) DESC,
                                                    i.first_seq DESC) AS rn
