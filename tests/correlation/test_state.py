@@ -107,6 +107,21 @@ def test_a_batch_restarts_the_key_at_a_quiet_cap() -> None:
     assert rules[stored[10].event_id] == "R6-cap"
 
 
+def test_an_alert_gone_stale_before_the_cap_does_not_hold_the_restart_back() -> None:
+    # Incremental = full (R6, R8): C fired once and went stale (T_stale 30 min) long before
+    # the cap; its next firing, in the next batch, starts a new occurrence and closes the old
+    # one, which changes no status of the first incident: the key re-walks from the cap
+    stored = timed([(2, "firing", "C"), *BUSY, (58, "resolved", "B"), (65, "point", ""),
+                    (75, "point", "")])
+    batch = timed([(80, "firing", "C"), (70, "point", "")], first_seq=len(stored) + 1)
+    state = CorrelationState(duckdb.connect(), CAPPED)
+    state.apply(events_table(stored))
+    applied = state.apply(events_table(batch))
+    assert applied.region_rows == 2
+    assert_same(state, stored + batch, CAPPED)
+    assert state.result().incidents.to_pylist()[0]["status"] == "stale"
+
+
 def test_a_cap_with_an_alert_still_firing_is_not_a_restart_point() -> None:
     # Incremental = full (R6, R7): B still fires at the cap, so its resolve in the next batch
     # reaches the first incident (resolved_at, status): the key re-walks from its beginning

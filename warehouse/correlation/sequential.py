@@ -6,14 +6,15 @@ its cap M. A stretch that does, and the arrival replay that finds R10 merges, wa
 caps, R7 resolves and reopens, R8 staleness. It starts from an empty state, so it is only ever
 started where nothing is open: at the start of a key or of a stretch, or at a quiet incident.
 
-An incident is quiet when it opens while every earlier occurrence of its key is resolved or
-superseded (closed stale by its alert's next occurrence). Nothing after it then reaches an
-earlier incident of the key: rows join the key's latest incident, and a resolve or re-send
-only reaches its own occurrence's incidents, all of them closed. So a walk started empty
-there decides every later row as the whole walk does; only the quiet incident's first row
-differs (NEW instead of CAP, no gap) and the incident has no `linked_to`. A key that is never
-idle (each episode within W of the last, incidents ending at the cap) is usually quiet at many
-of its caps: incremental runs restart there instead of at the key's beginning (`state.py`).
+An incident is quiet when it opens while every earlier occurrence of its key is resolved,
+superseded (closed stale by its alert's next occurrence) or past its end (`_quiet`). Nothing
+after it then reaches an earlier incident of the key: rows join the key's latest incident, and
+a resolve or re-send only reaches its own occurrence's incidents, none of which takes events
+any more. So a walk started empty there decides every later row as the whole walk does; only
+the quiet incident's first row differs (NEW instead of CAP, no gap) and the incident has no
+`linked_to`. A key that is never idle (each episode within W of the last, incidents ending at
+the cap) is usually quiet at many of its caps: incremental runs restart there instead of at
+the key's beginning (`state.py`), and the merge replay restarts its walk there (`merges.py`).
 
 Open-member checks use a lazy max-heap per incident of (end of openness, occurrence), so a
 storm of thousands of open alerts costs a logarithm per event, not a scan.
@@ -67,7 +68,7 @@ class Inc:
     flaps: int = 0
     resolved: int = 0  # member occurrences resolved so far
     heap: list[tuple[int, int, Occ]] = field(default_factory=list)
-    quiet: bool = False  # opened with no occurrence of its key unresolved (a restart point)
+    quiet: bool = False  # opened with every earlier occurrence of its key closed (restart point)
 
     def severity(self, r: Rows) -> int:
         """The highest member severity; resolves do not count."""
@@ -133,9 +134,8 @@ class SequentialPass:
         self.results = (self.incident_of, self.rule, self.gap)  # per row (undo steps)
         self.log: list[tuple] | None = [] if journal else None
         self.by_key: dict[int, list[int]] = {}  # key -> its incident indexes
-        # key -> its occurrences neither resolved nor superseded: while none is, nothing
-        # later reaches the key's earlier incidents (an occurrence joins only its own key's)
-        self.unresolved: dict[int, int] = {}
+        # key -> its occurrences neither resolved nor superseded (`_quiet`)
+        self.unresolved: dict[int, set[Occ]] = {}
         self.cancelled: set[int] = set()  # heap entries (by tick) whose push was undone
         self._tick = 0
 
@@ -161,6 +161,15 @@ class SequentialPass:
             if log is not None:
                 log.append((heapq.heappush, heap, entry))
         return NONE
+
+    def _quiet(self, key: int, t: int) -> bool:
+        """Whether an incident of `key` opening at t is quiet: every earlier occurrence of
+        the key resolved, superseded, or past its end (stale by t). Nothing after it can then
+        reach an earlier incident of the key's: later rows join the latest incident, and an
+        occurrence past its end takes no more events (a firing starts a new occurrence, a
+        resolve is an orphan). Superseding one only drops an end already before the clock
+        from its incidents' `open_until`, which changes no status."""
+        return all(occ.end < t for occ in self.unresolved.get(key, ()))
 
     def touches(self, i: int) -> tuple[int, ...]:
         """What feeding row i can change that later decisions read, as `describe` names it:
@@ -218,7 +227,7 @@ class SequentialPass:
             log.append((_unresolve, self.results, incidents, self.unresolved, i, occ, inc,
                         last))
         occ.resolved_at = t
-        self.unresolved[occ.key] -= 1
+        self.unresolved[occ.key].discard(occ)
         for k in occ.incidents:
             incidents[k].resolved += 1
         self.gap[i] = t - last
@@ -258,7 +267,7 @@ class SequentialPass:
                 rule = R5B
         if rule == NEW or rule == CAP or rule == MISSING_ASSET:
             linked = index if rule == CAP and index is not None else -1
-            cur = Inc(key, i, t, missing, linked, t, quiet=not self.unresolved.get(key))
+            cur = Inc(key, i, t, missing, linked, t, quiet=self._quiet(key, t))
             index = len(incidents)
             indexes = self.by_key.setdefault(key, [])
             if log is not None:
@@ -298,12 +307,12 @@ class SequentialPass:
                 if log is not None:
                     log.append((_unsupersede, unresolved, previous))
                 previous.superseded = True  # R8: closed stale
-                unresolved[previous.key] -= 1
+                unresolved[previous.key].discard(previous)
             occ = Occ(key, missing, end, i)
             if log is not None:
-                log += [_restore(self.current, alert), (_uncount, unresolved, key)]
+                log += [_restore(self.current, alert), (_uncount, unresolved, occ)]
             self.current[alert] = occ
-            unresolved[key] = unresolved.get(key, 0) + 1
+            unresolved.setdefault(key, set()).add(occ)
         joined = occ.incidents
         new_incident = not joined or joined[-1] != index  # incidents join in index order
         self._tick += 1
@@ -341,9 +350,9 @@ def _unfire(cancelled: set[int], occ: Occ, inc: Inc, end: int, where: int,
 
 
 def _unresolve(results: tuple[dict, dict, dict], incidents: list[Inc],
-               unresolved: dict[int, int], i: int, occ: Occ, inc: Inc, last: int) -> None:
+               unresolved: dict[int, set[Occ]], i: int, occ: Occ, inc: Inc, last: int) -> None:
     occ.resolved_at = None
-    unresolved[occ.key] += 1
+    unresolved[occ.key].add(occ)
     for k in occ.incidents:
         incidents[k].resolved -= 1
     inc.last = last
@@ -352,10 +361,10 @@ def _unresolve(results: tuple[dict, dict, dict], incidents: list[Inc],
         del table[i]
 
 
-def _unsupersede(unresolved: dict[int, int], occ: Occ) -> None:
+def _unsupersede(unresolved: dict[int, set[Occ]], occ: Occ) -> None:
     occ.superseded = False
-    unresolved[occ.key] += 1
+    unresolved[occ.key].add(occ)
 
 
-def _uncount(unresolved: dict[int, int], key: int) -> None:
-    unresolved[key] -= 1
+def _uncount(unresolved: dict[int, set[Occ]], occ: Occ) -> None:
+    unresolved[occ.key].discard(occ)
