@@ -32,12 +32,12 @@ of each key before it can take later first events, so only those are read.
 What the walk logs is bounded from the known future: every row's rank in (event time,
 ingest_seq) order is known, so a row fed when no later arrival of its component ranks below
 it is never rewound over, and its changes are not logged. Once no arrival still to come ranks
-below a row that opens a stretch of a single-key component in the end, the rows below it are
-final, so the walk is dropped and restarted empty there (rows before it are never walked).
-Rows after a component's last late arrival are not walked at all. The walk of a key that is
-never idle (no stretch start) is still as long as the key's history up to its last late
-arrival, and an arrival hours late sends it back over the rows since its place: that is
-where the replay's time goes now.
+below a row that opens a restartable incident of a single-key component in the end (a stretch
+start, or a quiet cap: `sequential`), the rows below it are final, so the walk is dropped and
+restarted empty there (rows before it are never walked). Rows after a component's last late
+arrival are not walked at all. An arrival hours late still sends the walk back over the rows
+since its place, and the rows are walked again on the way forward: on keys that are busy for
+weeks, that is where the replay's time goes now.
 """
 
 from __future__ import annotations
@@ -133,8 +133,9 @@ class Replay:
     late arrivals agree again within a few rows; one that can merge something, or that does
     not agree within `SPANS`, takes the exact path (walk every arrived row before and after).
 
-    `starts` (single-key components only) are the ranks of the rows that open a stretch in
-    the end (`sessions`: nothing of the key open, more than W after its previous event). When
+    `starts` (single-key components only) are the ranks of the rows that open a restartable
+    incident in the end (`sessions`: a stretch start, nothing of the key open and more than W
+    after its previous event; or a quiet cap, `sequential`). When
     every row ranked below such a row has arrived (no arrival still to come ranks below it),
     the arrived rows below it are exactly the final ones, so a walk started empty there decides
     everything after it as the full walk does: the walk is dropped and restarted there, and the
@@ -185,7 +186,7 @@ class Replay:
         return self._exact(entry, at, clock, lowest)
 
     def _restart(self, lowest: int) -> int:
-        """Drop the walk for a fresh one at the last stretch start ranked below `lowest` when
+        """Drop the walk for a fresh one at the last restart point ranked below `lowest` when
         it lies beyond the rows walked so far; returns how many arrived rows were dropped."""
         if self.starts is None:
             return 0
@@ -460,7 +461,7 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, et: EventTime, as_of
     merges: list[Merge] = []
     replayed = 0
     by_component = np.argsort(component, kind="stable")  # rows stay in arrival order
-    # rows that open a stretch of their key in the end (`sessions`): restart points
+    # rows that open a restartable incident of their key in the end: restart points
     opens = np.zeros(len(adm.seq), bool)
     opens[et.incidents.first_row[et.incidents.restartable]] = True
     bounds = np.searchsorted(component[by_component], candidates)
@@ -483,7 +484,7 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, et: EventTime, as_of
         horizon = np.append(np.minimum.accumulate(rank[sequence][::-1])[::-1][1:], len(index))
         starts = None
         keys = adm.key[index]
-        if (keys == keys[0]).all():  # one key: where its stretches start in the end, by rank
+        if (keys == keys[0]).all():  # one key: its restart points in the end, by rank
             starts = np.sort(rank[opens[index]]).tolist()
         replay = Replay(Rows.take(index, **columns), context, by_rank.tolist(), starts)
         clocks = np.where(earlier, NONE, clock[index])[sequence].tolist()
