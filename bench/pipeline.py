@@ -63,7 +63,11 @@ def _timed_run() -> tuple[float, dict[str, Any]]:
     seconds = time.perf_counter() - start
     modes = {name: f"{meta['build']}: {meta.get('build_reason', '')}"
              for name, meta in summary.steps.items() if "build" in meta}
-    return seconds, {"steps": steps, "modes": modes, "checks_failed": summary.checks_failed}
+    # the correlation step's own split (its materialization metadata)
+    split = {f"{name} {key}": meta[key] for name, meta in summary.steps.items()
+             for key in ("seconds_correlating", "seconds_change_log") if key in meta}
+    return seconds, {"steps": steps, "correlation_split": split, "modes": modes,
+                     "checks_failed": summary.checks_failed}
 
 
 def measure_full(lake_dir: Path, data_dir: Path) -> dict[str, Any]:
@@ -173,6 +177,9 @@ def report(sizes: list[dict[str, Any]]) -> None:
             for r in size["runs"].get(kind, []):
                 if "steps" in r:
                     print(f"{size['events']:,} {kind} steps: {json.dumps(r['steps'])}")
+                if r.get("correlation_split"):
+                    print(f"{size['events']:,} {kind} correlation step: "
+                          f"{json.dumps(r['correlation_split'])}")
 
 
 def main() -> int:
