@@ -131,8 +131,17 @@ def lake_files(lake: Lake) -> list[LakeFile]:
 def pending(con: duckdb.DuckDBPyConnection, files: list[LakeFile]) -> list[LakeFile]:
     """The files not staged yet."""
     ensure_schema(con)
-    staged = {row[0] for row in con.execute("SELECT path FROM lake.files").fetchall()}
-    return [f for f in files if f.path not in staged]
+    staged = {_identity(table, path) for path, table in
+              con.execute("SELECT path, lake_table FROM lake.files").fetchall()}
+    return [f for f in files if _identity(f.lake_table, f.path) not in staged]
+
+
+def _identity(lake_table: str, path: str) -> tuple[str, str]:
+    """A lake file as staging knows it: its table and its path below the table's folder
+    (partitions and name), not the lake's root. A data directory moved to another disk, or
+    a lake copied to another bucket or prefix, is then not staged a second time (its rows
+    would all be doubled, and the key checks would stop every publish)."""
+    return lake_table, "/".join(path.split("/")[-3:])
 
 
 def load_day(con: duckdb.DuckDBPyConnection, lake: Lake, day: date,

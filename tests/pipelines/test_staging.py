@@ -113,6 +113,31 @@ def test_loading_again_stages_nothing_and_new_files_get_the_next_load_id(lake, t
                        "SELECT event_id FROM lake.raw_duplicates)").fetchall() == [(2_000, 2_000)]
 
 
+def test_a_lake_moved_elsewhere_is_not_staged_again(lake, tmp_path) -> None:
+    # A data directory moved to a bigger disk (or a lake copied to another prefix): the
+    # files staged from the old place are the same files, only new ones are staged
+    table = history(1_000, days=2, tenants=2, seed=5).sort_by("ingest_seq")
+    write_events(lake, table.slice(0, 600), prefix="first")
+    con = _connect(tmp_path)
+    days = sorted({f.day for f in staging.lake_files(lake)})
+    assert sum(staging.load_days(con, lake, days).rows.values()) == 600
+    moved = open_lake(str(tmp_path / "moved-lake"))
+    for f in staging.lake_files(lake):
+        relative = posixpath.relpath(f.path, lake.root)
+        target = posixpath.join(moved.root, relative)
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_bytes(Path(f.path).read_bytes())
+    assert staging.pending(con, staging.lake_files(moved)) == []
+    write_events(moved, table.slice(600), prefix="later")
+    files = staging.lake_files(moved)
+    later = staging.load_days(con, moved, sorted({f.day for f in files}), files)
+    assert sum(later.rows.values()) == 400 and later.files == sum("/later-" in f.path
+                                                                  for f in files)
+    assert con.execute("SELECT count(*), count(DISTINCT event_id) FROM ("
+                       "SELECT event_id FROM lake.raw_alerts UNION ALL "
+                       "SELECT event_id FROM lake.raw_duplicates)").fetchall() == [(1_000, 1_000)]
+
+
 def test_only_the_days_asked_for_are_staged(lake, tmp_path, reader) -> None:
     write_events(lake, history(1_500, days=3, tenants=2, seed=5))
     files = staging.lake_files(lake)
