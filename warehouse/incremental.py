@@ -96,11 +96,10 @@ def correlate_staged(con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline,
     state = CorrelationState(con, timeline)
     done = int(scalar(con, "SELECT coalesce(max(load_id), 0) FROM pipeline.correlated") or 0)
     newest = int(scalar(con, "SELECT coalesce(max(load_id), 0) FROM lake.files") or 0)
-    new = {t: (n, first) for t, n, first in con.execute(f"""
-        SELECT s.tenant_id, count(*), min(s.ingest_seq) FROM ({STAGED_EVENTS}) s
-        WHERE s.load_id > ? AND s.load_id <= ?
-          AND s.event_id NOT IN (SELECT event_id FROM {SCHEMA}.events)
-        GROUP BY s.tenant_id""", [done, newest]).fetchall()}
+    _new_rows(con, done, newest)
+    new = {t: (n, first) for t, n, first in con.execute(
+        "SELECT tenant_id, count(*), min(ingest_seq) FROM staged_new GROUP BY tenant_id"
+    ).fetchall()}
     result = CorrelateResult(events=sum(n for n, _ in new.values()))
     stored = dict(con.execute(f"SELECT tenant_id, max(ingest_seq) FROM {SCHEMA}.events "
                               "GROUP BY tenant_id").fetchall())
@@ -121,8 +120,7 @@ def correlate_staged(con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline,
         for tenant in recompute:
             stored.pop(tenant, None)
     if new or recompute:
-        batches = _sort_into_batches(con, done, newest, recompute,
-                                     batch_events or BATCH_EVENTS)
+        batches = _sort_into_batches(con, newest, recompute, batch_events or BATCH_EVENTS)
         for number in range(batches):
             batch = con.sql("SELECT * EXCLUDE (batch_no) FROM to_correlate "
                             "WHERE batch_no = ? ORDER BY ingest_seq",
@@ -136,23 +134,40 @@ def correlate_staged(con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline,
             result.tenants = sorted(set(result.tenants) | set(
                 grouped.column("tenant_id").to_pylist()))
         run(con, "DROP TABLE IF EXISTS to_correlate")
+    run(con, "DROP TABLE IF EXISTS staged_new")
     _record(con, fingerprints, newest)
     return result
 
 
-def _sort_into_batches(con: duckdb.DuckDBPyConnection, done: int, newest: int,
-                       recompute: list[str], size: int) -> int:
-    """The rows to apply (new rows, and every staged row of the recomputed tenants) in the
-    temporary table `to_correlate`, numbered into batches; returns the number of batches."""
-    wanted = f"""s.load_id <= ? AND (s.load_id > ? OR s.tenant_id IN (SELECT unnest(?)))
-                 AND s.event_id NOT IN (SELECT event_id FROM {SCHEMA}.events)"""
-    params: list[object] = [newest, done, recompute]
-    slices = con.execute(f"""
-        SELECT tenant_id, (rn - 1) // ? AS slice, count(*) FROM (
-            SELECT s.tenant_id, row_number() OVER (PARTITION BY s.tenant_id
-                                                   ORDER BY s.ingest_seq) AS rn
-            FROM ({STAGED_EVENTS}) s WHERE {wanted})
-        GROUP BY ALL ORDER BY tenant_id, slice""", [size, *params]).fetchall()
+def _new_rows(con: duckdb.DuckDBPyConnection, done: int, newest: int) -> None:
+    """The staged rows of the loads after the last step that are not stored yet, in the
+    temporary table `staged_new` (a step interrupted half-way stored some). A stored copy of
+    a row is the same event with the same ingest_seq, so only stored events from the lowest
+    new ingest_seq up are compared, not every stored event id."""
+    run(con, f"""CREATE OR REPLACE TEMP TABLE staged_new AS
+                 SELECT * FROM ({STAGED_EVENTS}) s WHERE s.load_id > ? AND s.load_id <= ?""",
+        [done, newest])
+    lowest = scalar(con, "SELECT min(ingest_seq) FROM staged_new")
+    if lowest is not None:
+        run(con, f"""DELETE FROM staged_new WHERE event_id IN (
+                     SELECT event_id FROM {SCHEMA}.events WHERE ingest_seq >= ?)""", [lowest])
+
+
+def _sort_into_batches(con: duckdb.DuckDBPyConnection, newest: int, recompute: list[str],
+                       size: int) -> int:
+    """The rows to apply (the new rows, and every staged row of the recomputed tenants, which
+    were forgotten) in the temporary table `to_correlate`, numbered into batches; returns
+    the number of batches."""
+    run(con, f"""CREATE OR REPLACE TEMP TABLE to_apply AS
+        SELECT * EXCLUDE (load_id), (row_number() OVER (
+                   PARTITION BY tenant_id ORDER BY ingest_seq) - 1) // ? AS slice
+        FROM (SELECT * FROM staged_new WHERE tenant_id NOT IN (SELECT unnest(?))
+              UNION ALL
+              SELECT * FROM ({STAGED_EVENTS}) s
+              WHERE s.load_id <= ? AND s.tenant_id IN (SELECT unnest(?)))""",
+        [size, recompute, newest, recompute])
+    slices = con.execute("SELECT tenant_id, slice, count(*) FROM to_apply "
+                         "GROUP BY ALL ORDER BY tenant_id, slice").fetchall()
     numbers: dict[str, list[object]] = {"tenant_id": [], "slice": [], "batch_no": []}
     batch, filled = 0, 0
     for tenant, piece, n in slices:  # pack whole tenants, and a big one's slices, in order
@@ -163,14 +178,12 @@ def _sort_into_batches(con: duckdb.DuckDBPyConnection, done: int, newest: int,
         numbers["batch_no"].append(batch)
         filled += n
     con.register("batch_numbers", pa.table(numbers))
-    run(con, f"""CREATE OR REPLACE TEMP TABLE to_correlate AS
-        SELECT r.* EXCLUDE (slice), b.batch_no FROM (
-            SELECT s.* EXCLUDE (load_id), (row_number() OVER (
-                       PARTITION BY s.tenant_id ORDER BY s.ingest_seq) - 1) // ? AS slice
-            FROM ({STAGED_EVENTS}) s WHERE {wanted}) r
+    run(con, """CREATE OR REPLACE TEMP TABLE to_correlate AS
+        SELECT r.* EXCLUDE (slice), b.batch_no FROM to_apply r
         JOIN batch_numbers b USING (tenant_id, slice)
-        ORDER BY b.batch_no, r.ingest_seq""", [size, *params])
+        ORDER BY b.batch_no, r.ingest_seq""")
     con.unregister("batch_numbers")
+    run(con, "DROP TABLE to_apply")
     return batch + 1 if slices else 0
 
 

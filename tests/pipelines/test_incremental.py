@@ -103,3 +103,29 @@ def test_a_recompute_interrupted_after_forgetting_is_finished_next_time(lake, tm
         step = incremental.correlate_staged(con, SettingsTimeline())
         assert all("interrupted before" in why for why in step.recomputed.values())
         _equal_to_full(con, table)
+
+
+def test_a_step_interrupted_after_some_batches_stores_each_row_once(lake, tmp_path,
+                                                                     monkeypatch) -> None:
+    # The process dies after the first of several batches was stored, before the step was
+    # recorded: the next step applies only the rows not stored yet, never one twice
+    # one tenant: the first batch is its first slice, so it holds the lowest new ingest_seq
+    table, files, days = lake_history(lake, 4_000, days=2, tenants=1, seed=17)
+    with build_store(tmp_path).writer() as con:
+        staging.load_days(con, lake, days, files)
+        applied = CorrelationState.apply
+        calls = []
+
+        def dies_after_one(self, batch):
+            if calls:
+                raise KeyboardInterrupt
+            calls.append(batch.num_rows)
+            return applied(self, batch)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(CorrelationState, "apply", dies_after_one)
+            with pytest.raises(KeyboardInterrupt):
+                incremental.correlate_staged(con, SettingsTimeline(), batch_events=1_000)
+        step = incremental.correlate_staged(con, SettingsTimeline(), batch_events=1_000)
+        assert calls and step.events == 4_000 - calls[0] and step.recomputed == {}
+        _equal_to_full(con, table)
