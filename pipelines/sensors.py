@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from pipelines.assets import DAILY, RAW, SSM_SNAPSHOT, SSM_STAGED
+from pipelines.assets import RAW, SSM_SNAPSHOT, SSM_STAGED
 from pipelines.resources import PlatformResource
 from warehouse import staging
 from warehouse.lake import LakeError
@@ -29,7 +29,7 @@ SSM_STAGE_JOB = dg.define_asset_job(
     description="Load the SSM snapshots of the lake into the build file.")
 SSM_SNAPSHOT_JOB = dg.define_asset_job(
     "take_ssm_snapshot", selection=dg.AssetSelection.assets(SSM_SNAPSHOT),
-    partitions_def=DAILY, description="Take today's SSM patch snapshot of every tenant.")
+    description="Take today's SSM patch snapshot of every tenant.")
 # SSM keeps only the current state: one snapshot a day builds the trend.
 ssm_daily = dg.build_schedule_from_partitioned_job(
     SSM_SNAPSHOT_JOB, hour_of_day=1, minute_of_hour=30,
