@@ -33,7 +33,7 @@ What the walk logs is bounded from the known future: every row's rank in (event 
 ingest_seq) order is known, so a row fed when no later arrival of its component ranks below
 it is never rewound over, and its changes are not logged. Once no arrival still to come ranks
 below a row that opens a restartable incident of a single-key component in the end (a stretch
-start, or a quiet cap: `sequential`), the rows below it are final, so the walk is dropped and
+start, or a quiet incident: `sequential`), the rows below it are final, so the walk is dropped and
 restarted empty there (rows before it are never walked). Rows after a component's last late
 arrival are not walked at all. An arrival hours late still sends the walk back over the rows
 since its place, and the rows are walked again on the way forward: on keys that are busy for
@@ -135,7 +135,7 @@ class Replay:
 
     `starts` (single-key components only) are the ranks of the rows that open a restartable
     incident in the end (`sessions`: a stretch start, nothing of the key open and more than W
-    after its previous event; or a quiet cap, `sequential`). When
+    after its previous event; or a quiet incident, `sequential`). When
     every row ranked below such a row has arrived (no arrival still to come ranks below it),
     the arrived rows below it are exactly the final ones, so a walk started empty there decides
     everything after it as the full walk does: the walk is dropped and restarted there, and the

@@ -64,7 +64,8 @@ class Incidents:
     window: np.ndarray  # W of the first event (points-only incidents)
     # a walk started empty at its first event decides everything after it alike (but that
     # event's rule and gap, and the incident's link): nothing of its key open there (a
-    # stretch start), or no occurrence of its key unresolved (a quiet cap: `sequential`)
+    # stretch start), or every earlier occurrence of its key closed (a quiet incident,
+    # usually a cap: `sequential`)
     restartable: np.ndarray
 
 

@@ -14,9 +14,10 @@ events that arrived after everything stored (higher `ingest_seq`, any event time
 2. The keys the batch touches (its events' own keys, and the keys of its alerts' stored
    events) are recomputed from their last restartable incident at or before the batch's
    earliest event time on that key: an incident opened with nothing of its key open, or
-   with every earlier occurrence of the key resolved (a quiet cap, `sequential`), so
-   everything before it stays as stored; that incident keeps its stored link, and its first
-   event its stored rule and gap. Keys an alert spans together restart from their beginning.
+   with every earlier occurrence of the key resolved, superseded or past its end (a quiet
+   incident, `sequential`; usually a cap), so everything before it stays as stored; that
+   incident keeps its stored link, and its first event its stored rule and gap. Keys an alert
+   spans together restart from their beginning.
 3. Merge replay (R10) runs on those keys with the stored rows as history.
 
 Statuses depend on the tenant clock, so they are computed when results are read, from each
