@@ -57,7 +57,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "alerts": ("tenant_id", "source", "source_fingerprint", "kind"),
     "incidents": ("incident_id",),
 }
-_FROM = {"alerts": " AND t.occurrence_no >= s.from_no"}
+_FROM = {"alerts": " AND x.occurrence_no >= s.from_no"}
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -204,10 +204,13 @@ def _alert_scope(con: duckdb.DuckDBPyConnection, also: tuple[str, str] | None) -
 
 
 def in_scope(scope: str, table: str) -> str:
-    """A predicate on `table` (aliased t): the row is in the prepared scope."""
-    match = " AND ".join(f"s.{c} = t.{c}" for c in SCOPES[scope])
-    return (f"EXISTS (SELECT 1 FROM scope_{scope} s WHERE {match}{_FROM.get(scope, '')})"
-            if scope != "events" else "t.event_id IN (SELECT event_id FROM scope_events)")
+    """A predicate on the rows of `table` (the table's full name): the row is in the prepared
+    scope. The rows are found by a join on the scope's columns alone, then picked by row id:
+    a correlated `EXISTS` (or reading every column of every row to keep a few) costs ten
+    times as much on a table of millions of rows."""
+    match = " AND ".join(f"s.{c} = x.{c}" for c in SCOPES[scope])
+    return (f"rowid IN (SELECT x.rowid FROM {table} x JOIN scope_{scope} s "
+            f"ON {match}{_FROM.get(scope, '')})")
 
 
 def published_versions(con: duckdb.DuckDBPyConnection, marts: list[str]) -> list[int]:

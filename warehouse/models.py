@@ -225,7 +225,7 @@ def _refresh(con: duckdb.DuckDBPyConnection, m: Model, bound: dict[str, object],
     if share > FULL_REBUILD_SHARE:
         return "full", n, f"{n:,} {m.scope} in scope, {share:.0%} of the work of a full build"
     _in_transaction(con, [
-        (f"DELETE FROM {m.name} t WHERE {changes.in_scope(m.scope, 't')}", {}),
+        (f"DELETE FROM {m.name} WHERE {changes.in_scope(m.scope, m.name)}", {}),
         (f"INSERT INTO {m.name} BY NAME {m.statement(True)}", bound),
     ])
     return "incremental", n, f"{n:,} {m.scope} in scope of versions {before[0] + 1}–{target}"

@@ -157,9 +157,10 @@ def _bring_up(con: duckdb.DuckDBPyConnection, alias: str, m: Model,
         # the rows the build refreshes every time (`also`), as the snapshot has them
         changes.prepare_scope(con, m.scope, published[0], built[0],
                               (f"{alias}.{m.name}", m.also) if m.also else None)
-        run(con, f"DELETE FROM {alias}.{m.name} t WHERE {changes.in_scope(m.scope, 't')}")
-        run(con, f"INSERT INTO {alias}.{m.name} SELECT * FROM {m.name} t "
-                 f"WHERE {changes.in_scope(m.scope, 't')}")
+        run(con, f"DELETE FROM {alias}.{m.name} "
+                 f"WHERE {changes.in_scope(m.scope, f'{alias}.{m.name}')}")
+        run(con, f"INSERT INTO {alias}.{m.name} SELECT * FROM {m.name} "
+                 f"WHERE {changes.in_scope(m.scope, m.name)}")
         return
     run(con, f"DROP TABLE IF EXISTS {alias}.{m.name}")
     run(con, f"CREATE TABLE {alias}.{m.name} AS SELECT * FROM {m.name}")

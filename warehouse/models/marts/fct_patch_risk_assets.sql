@@ -36,7 +36,9 @@ labels AS (
     SELECT DISTINCT tenant_id, asset,
            lower(regexp_replace(trim(kv.value), ':[0-9]+$', '')) AS host
     FROM (SELECT e.tenant_id, lower(trim(e.asset)) AS asset, unnest(map_entries(e.labels)) AS kv
-          FROM staging.stg_events e WHERE e.labels IS NOT NULL)
+          FROM staging.stg_events e SEMI JOIN noisy n
+               ON n.tenant_id = e.tenant_id AND n.asset = lower(trim(e.asset))
+          WHERE e.labels IS NOT NULL)
     WHERE kv.key IN ('instance_id', 'host', 'hostname', 'host.name', 'instance')
 ),
 asset_keys AS (
