@@ -79,26 +79,35 @@ def floor(con: duckdb.DuckDBPyConnection) -> int:
 
 def record_step(con: duckdb.DuckDBPyConnection, incidents: pa.Table) -> tuple[int, int, int]:
     """A new version: the events the correlation state rewrote since the last step, and the
-    incidents that differ from `intermediate.int_incidents`, which `incidents` then replaces.
-    Call inside the caller's transaction. Returns (version, changed events, changed
+    incidents that differ from `intermediate.int_incidents`, which is then brought equal to
+    `incidents`. Call inside the caller's transaction. Returns (version, changed events, changed
     incidents)."""
     version = current_version(con) + 1
     con.register("new_incidents", incidents)
     exists = scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = "
                          "'intermediate' AND table_name = 'int_incidents'")
     if exists:
-        # the row before and the row after (a key's next incident depends on both places)
+        # the row before and the row after (a key's next incident depends on both places);
+        # only those are deleted and inserted: rewriting every incident each step would
+        # cost more than the comparison
+        run(con, """CREATE OR REPLACE TEMP TABLE incidents_after AS
+                    SELECT * FROM new_incidents EXCEPT SELECT * FROM intermediate.int_incidents""")
+        run(con, """CREATE OR REPLACE TEMP TABLE incidents_before AS
+                    SELECT * FROM intermediate.int_incidents EXCEPT SELECT * FROM new_incidents""")
         run(con, """
             INSERT INTO pipeline.changed_incidents
             SELECT DISTINCT ?, incident_id, tenant_id, agg_key, first_seen FROM (
-                (SELECT * FROM new_incidents EXCEPT SELECT * FROM intermediate.int_incidents)
-                UNION ALL
-                (SELECT * FROM intermediate.int_incidents EXCEPT SELECT * FROM new_incidents))""",
+                SELECT * FROM incidents_after UNION ALL SELECT * FROM incidents_before)""",
             [version])
+        run(con, """DELETE FROM intermediate.int_incidents
+                    WHERE incident_id IN (SELECT incident_id FROM incidents_before)""")
+        run(con, "INSERT INTO intermediate.int_incidents SELECT * FROM incidents_after")
+        run(con, "DROP TABLE incidents_after")
+        run(con, "DROP TABLE incidents_before")
     else:
         run(con, "INSERT INTO pipeline.changed_incidents SELECT ?, incident_id, tenant_id, "
                  "agg_key, first_seen FROM new_incidents", [version])
-    run(con, "CREATE OR REPLACE TABLE intermediate.int_incidents AS SELECT * FROM new_incidents")
+        run(con, "CREATE TABLE intermediate.int_incidents AS SELECT * FROM new_incidents")
     con.unregister("new_incidents")
     run(con, "INSERT INTO pipeline.changed_events SELECT DISTINCT ?, event_id "
              "FROM corr.changed_events", [version])

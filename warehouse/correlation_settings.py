@@ -22,7 +22,7 @@ _LABEL_RE = re.compile(r"label:[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 # alert's `source` it is free text of 1-128 characters, here without control characters or
 # surrounding blanks so that a typo cannot hide in whitespace.
 _SOURCE_RE = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,126}[^\x00-\x20\x7f])?")
-_PLAIN_KEY_FIELDS = frozenset({"asset", "signature", "source"})
+PLAIN_KEY_FIELDS = frozenset({"asset", "signature", "source"})
 _DURATION_FIELDS = ("window", "cap", "lateness", "stale_after", "clock_skew")
 
 MINUTE = timedelta(minutes=1)
@@ -93,7 +93,7 @@ def _to_key(value: object) -> tuple[str, ...]:
         raise ValueError("key must name at least one field")
     for item in key:
         if not isinstance(item, str) or not (
-            item in _PLAIN_KEY_FIELDS or _LABEL_RE.fullmatch(item)
+            item in PLAIN_KEY_FIELDS or _LABEL_RE.fullmatch(item)
         ):
             raise ValueError(
                 f"key field {item!r} is not one of asset, signature, source or label:<name>"

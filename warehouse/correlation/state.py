@@ -47,6 +47,7 @@ from warehouse.correlation.engine import (
 from warehouse.correlation.events import EVENTS, conform
 from warehouse.correlation.sessions import NONE, STATUSES, status_of
 from warehouse.correlation.timeline import SettingsTimeline
+from warehouse.correlation_settings import PLAIN_KEY_FIELDS
 
 SCHEMA = "corr"
 _FATES = "CASE disposition WHEN 'duplicate' THEN 1 WHEN 'too_late' THEN 2 ELSE 0 END"
@@ -145,8 +146,11 @@ class CorrelationState:
         }))
         con.register("incoming", batch)
         _run(con, "CREATE OR REPLACE TEMP TABLE b_info AS SELECT * FROM info")
+        # labels matter to the engine only as key fields (R4); unread, they cost a third of
+        # reading the stored rows back
+        read = "*" if self._label_keys() else "* REPLACE (NULL::MAP(VARCHAR, VARCHAR) AS labels)"
         for sql in _TOUCHED:
-            _run(con, sql)
+            _run(con, sql.format(read=read))
         context = con.sql(_INPUT).to_arrow_table()
         region_ids = con.sql("SELECT event_id FROM region").to_arrow_table()
         restart_rows = con.sql(f"""
@@ -260,6 +264,11 @@ class CorrelationState:
         except BaseException:
             _run(self.con, "ROLLBACK")
             raise
+
+    def _label_keys(self) -> bool:
+        """Whether any settings version keys incidents by a label (R4)."""
+        return any(name not in PLAIN_KEY_FIELDS
+                   for v in self.timeline.versions for name in v.settings.key)
 
     def _count(self, table: str) -> int:
         name = table if table in ("restart",) else f"{SCHEMA}.{table}"
@@ -386,7 +395,7 @@ _TOUCHED = [
     # (found by row id first, then read whole: reading every column of every stored event
     # to keep a few percent of them costs three times as much)
     f"""CREATE OR REPLACE TEMP TABLE region AS
-        SELECT * FROM {SCHEMA}.events WHERE rowid IN (
+        SELECT {{read}} FROM {SCHEMA}.events WHERE rowid IN (
             SELECT e.rowid FROM {SCHEMA}.events e JOIN restart r USING (agg_key)
             WHERE e.event_time_us > r.time_us
                OR (e.event_time_us = r.time_us AND e.ingest_seq >= r.seq)
@@ -400,7 +409,7 @@ _TOUCHED = [
     # body hash) and, for R11, each resolved alert's latest accepted firing (only the latest
     # event time matters: a resolve is stale when an earlier arrival fired after it)
     f"""CREATE OR REPLACE TEMP TABLE history AS
-        SELECT * FROM {SCHEMA}.events WHERE rowid IN (
+        SELECT {{read}} FROM {SCHEMA}.events WHERE rowid IN (
             SELECT rowid FROM {SCHEMA}.events WHERE delivery IN (
                 SELECT tenant_id || chr(31) || source || chr(31) || delivery_id FROM incoming
                 WHERE delivery_id IS NOT NULL)
