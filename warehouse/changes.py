@@ -49,6 +49,10 @@ DDL = [
         model VARCHAR PRIMARY KEY, version BIGINT NOT NULL, sql_sha256 VARCHAR NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS pipeline.change_floor (
         id INTEGER PRIMARY KEY, version BIGINT NOT NULL)""",
+    # scope tables worked out once per step and version range (`_shared`)
+    """CREATE TABLE IF NOT EXISTS pipeline.shared_scopes (
+        name VARCHAR PRIMARY KEY, after BIGINT NOT NULL, upto BIGINT NOT NULL,
+        at_version BIGINT NOT NULL)""",
 ]
 # The scopes an incremental model can declare: the columns its rows are matched by, and for
 # alerts the occurrence a refresh starts from.
@@ -146,9 +150,9 @@ def prepare_scope(con: duckdb.DuckDBPyConnection, scope: str, after: int, upto: 
     if scope == "events" and also:
         run(con, f"INSERT INTO scope_events SELECT event_id FROM {also[0]} WHERE {also[1]}")
     elif scope == "alerts":
-        _alert_scope(con, also)
+        _alert_scope(con, after, upto, also)
     elif scope == "incidents":
-        run(con, """CREATE OR REPLACE TEMP TABLE scope_incidents AS
+        _shared(con, "scope_incidents", after, upto, """
             WITH places AS (
                 SELECT incident_id, tenant_id, agg_key, first_seen
                 FROM pipeline.changed_incidents WHERE version > ? AND version <= ?
@@ -174,16 +178,39 @@ def prepare_scope(con: duckdb.DuckDBPyConnection, scope: str, after: int, upto: 
     return int(scalar(con, f"SELECT count(*) FROM scope_{scope}") or 0)
 
 
-def _alert_scope(con: duckdb.DuckDBPyConnection, also: tuple[str, str] | None) -> None:
+def _shared(con: duckdb.DuckDBPyConnection, name: str, after: int, upto: int, select: str,
+            params: list[object]) -> None:
+    """The temporary table `name` as `select` computes it for versions (after, upto], worked
+    out once per correlation step: the models and the publish that refresh the same versions
+    read the copy kept in `pipeline.<name>`. Its inputs (the change log, `corr`, the
+    incidents) only change with a new step, which the copy is recorded against."""
+    at = current_version(con)
+    if scalar(con, "SELECT count(*) FROM pipeline.shared_scopes WHERE name = ? AND after = ? "
+                   "AND upto = ? AND at_version = ?", [name, after, upto, at]):
+        run(con, f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM pipeline.{name}")
+        return
+    run(con, f"CREATE OR REPLACE TEMP TABLE {name} AS {select}", params)
+    # forgotten first: a copy is never recorded against what it was not computed from
+    run(con, "DELETE FROM pipeline.shared_scopes WHERE name = ?", [name])
+    run(con, f"CREATE OR REPLACE TABLE pipeline.{name} AS SELECT * FROM {name}")
+    run(con, "INSERT INTO pipeline.shared_scopes VALUES (?, ?, ?, ?)", [name, after, upto, at])
+
+
+def _alert_scope(con: duckdb.DuckDBPyConnection, after: int, upto: int,
+                 also: tuple[str, str] | None) -> None:
     """`scope_alerts`: per alert (and kind: points are numbered apart) the first occurrence to
     recompute, `from_no`, with its start (`from_time`, `from_seq`; null from the first). An
     alert is recomputed from the last occurrence that started before its earliest changed
     event: everything before that start is untouched (occurrences follow each other in event
     time), and that occurrence's own start is not a changed event, so the one before it keeps
-    its `next_started_at`."""
-    extra = f"UNION ALL SELECT {', '.join(SCOPES['alerts'])}, occurrence_no FROM {also[0]} " \
-            f"WHERE {also[1]}" if also else ""
-    run(con, f"""CREATE OR REPLACE TEMP TABLE scope_alerts AS
+    its `next_started_at`.
+
+    The restart occurrences of the changed events (`alert_restarts`) are shared by the
+    models and the publish that refresh the same versions. `intermediate.int_alerts` may have
+    been refreshed in between; that does not change them: a refresh keeps every occurrence
+    that started before the alert's earliest changed event, and the one it restarts from
+    starts at the same (unchanged) event."""
+    _shared(con, "alert_restarts", after, upto, """
         WITH changed AS (
             SELECT e.tenant_id, e.source, e.source_fingerprint,
                    CASE WHEN e.status = 'point' THEN 'point' ELSE 'stateful' END AS kind,
@@ -191,19 +218,21 @@ def _alert_scope(con: duckdb.DuckDBPyConnection, also: tuple[str, str] | None) -
                    arg_min(e.ingest_seq, (e.event_time_us, e.ingest_seq)) AS seq
             FROM corr.events e SEMI JOIN scope_events USING (event_id)
             WHERE e.event_time_us IS NOT NULL
-            GROUP BY ALL),
-        restart AS (
-            SELECT c.tenant_id, c.source, c.source_fingerprint, c.kind,
-                   coalesce(max(a.occurrence_no), 1) AS from_no
-            FROM changed c LEFT JOIN intermediate.int_alerts a
-                 ON a.tenant_id = c.tenant_id AND a.source = c.source
-                AND a.source_fingerprint = c.source_fingerprint AND a.kind = c.kind
-                AND (epoch_us(a.started_at) < c.time_us
-                     OR (epoch_us(a.started_at) = c.time_us AND a.first_seq < c.seq))
-            GROUP BY ALL
-            {extra}),
-        first AS (SELECT tenant_id, source, source_fingerprint, kind, min(from_no) AS from_no
-                  FROM restart GROUP BY ALL)
+            GROUP BY ALL)
+        SELECT c.tenant_id, c.source, c.source_fingerprint, c.kind,
+               coalesce(max(a.occurrence_no), 1) AS from_no
+        FROM changed c LEFT JOIN intermediate.int_alerts a
+             ON a.tenant_id = c.tenant_id AND a.source = c.source
+            AND a.source_fingerprint = c.source_fingerprint AND a.kind = c.kind
+            AND (epoch_us(a.started_at) < c.time_us
+                 OR (epoch_us(a.started_at) = c.time_us AND a.first_seq < c.seq))
+        GROUP BY ALL""", [])
+    extra = f"UNION ALL SELECT {', '.join(SCOPES['alerts'])}, occurrence_no FROM {also[0]} " \
+            f"WHERE {also[1]}" if also else ""
+    run(con, f"""CREATE OR REPLACE TEMP TABLE scope_alerts AS
+        WITH first AS (
+            SELECT tenant_id, source, source_fingerprint, kind, min(from_no) AS from_no
+            FROM (SELECT * FROM alert_restarts {extra}) GROUP BY ALL)
         SELECT f.*, CASE WHEN f.from_no > 1 THEN a.started_at END AS from_time,
                CASE WHEN f.from_no > 1 THEN a.first_seq END AS from_seq
         FROM first f LEFT JOIN intermediate.int_alerts a
