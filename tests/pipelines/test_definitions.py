@@ -70,21 +70,24 @@ def test_sensor_requests_one_range_run_for_new_days_then_nothing(lake) -> None:
                  {"id": "e2", "t": at("10:00:00", DAY.replace(day=5))}])
     platform = PlatformResource()
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"platform": platform})
-        result = lake_files_sensor(context)
+        # the platform resource has a run lifecycle (the build file kept open for a run), so
+        # a sensor context is opened as a context manager, as the daemon does
+        with dg.build_sensor_context(instance=instance,
+                                     resources={"platform": platform}) as context:
+            result = lake_files_sensor(context)
         assert isinstance(result, dg.SensorResult)
         (request,) = result.run_requests or []
         assert request.tags[RANGE_START] == "2026-11-02"
         assert request.tags[RANGE_END] == "2026-11-05"
         cursor = result.cursor
         assert set(json.loads(cursor or "{}")) == {"2026-11-02", "2026-11-05", "ssm"}
-        context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                          resources={"platform": platform})
-        assert isinstance(lake_files_sensor(context), dg.SkipReason)
+        with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                     resources={"platform": platform}) as context:
+            assert isinstance(lake_files_sensor(context), dg.SkipReason)
         write(lake, [{"id": "e3", "t": at("12:00:00"), "seq": 10}], prefix="more")
-        context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                          resources={"platform": platform})
-        result = lake_files_sensor(context)
+        with dg.build_sensor_context(instance=instance, cursor=cursor,
+                                     resources={"platform": platform}) as context:
+            result = lake_files_sensor(context)
         (request,) = result.run_requests or []
         assert request.tags[RANGE_START] == request.tags[RANGE_END] == "2026-11-02"
 
@@ -160,14 +163,49 @@ def test_sensor_requests_ssm_staging_when_snapshots_change(lake) -> None:
 
     platform = PlatformResource()
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"platform": platform})
-        assert isinstance(lake_files_sensor(context), dg.SkipReason)  # nothing at all yet
+        with dg.build_sensor_context(instance=instance,
+                                     resources={"platform": platform}) as context:
+            assert isinstance(lake_files_sensor(context), dg.SkipReason)  # nothing at all yet
         row = {f.name: None for f in NODES} | {
             "tenant_id": "acme", "account_id": "111111111111", "region": "us-east-1",
             "snapshot_at": DAY, "source": "resource_data_sync", "node_id": "i-1",
             "is_hybrid": False}
         write_snapshot(lake, {"nodes": pa.Table.from_pylist([row], schema=NODES)}, DAY.date())
-        result = lake_files_sensor(dg.build_sensor_context(
-            instance=instance, resources={"platform": platform}))
+        with dg.build_sensor_context(instance=instance,
+                                     resources={"platform": platform}) as context:
+            result = lake_files_sensor(context)
         (request,) = result.run_requests or []
         assert request.job_name == "stage_ssm_snapshots"
+
+
+def test_a_run_opens_the_build_file_once_and_lets_go_of_it_at_the_end(lake, monkeypatch
+                                                                        ) -> None:
+    import fcntl
+    import os
+
+    from warehouse.store import WarehouseStore
+
+    opened: list[str] = []
+    writer = WarehouseStore.writer
+
+    def counting(self: WarehouseStore):  # type: ignore[no-untyped-def]
+        opened.append(str(self.build_path))
+        return writer(self)
+
+    monkeypatch.setattr(WarehouseStore, "writer", counting)
+    write(lake, [{"id": "e1", "t": at("10:00:00")}, {"id": "e2", "t": at("10:01:00")}])
+    everything_but_ssm = dg.AssetSelection.all() - dg.AssetSelection.assets("ssm_snapshot")
+    result = dg.materialize([*ALL_ASSETS], selection=everything_but_ssm,
+                            partition_key=DAY.date().isoformat(), resources=resources())
+    assert result.success
+    assert len(opened) == 1  # every step on one open database, not one each
+    store = PlatformResource().store()
+    fd = os.open(store.lock_path, os.O_RDWR)
+    try:  # the run let go of the build file: its lock is free at once
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+    # what the steps committed is in the file, checkpointed (no write-ahead log left over)
+    assert not store.build_path.with_name(store.build_path.name + ".wal").exists()
+    with PlatformResource().build() as con:
+        assert rows(con, "SELECT count(*) AS n FROM marts.fct_incident_events")[0]["n"] == 2
