@@ -6,7 +6,8 @@ Two DuckDB files, on purpose (STACK.md: a DuckDB file is single-writer across pr
   correlation state and the models while they are built. Only pipeline runs open it, one at
   a time: `writer()` takes an exclusive `flock` on a sibling lock file first, so a run started
   by the Dagster daemon and an `aw pipeline run` from cron queue behind each other instead of
-  failing on DuckDB's lock;
+  failing on DuckDB's lock (a Dagster run keeps one writer for all its steps,
+  `pipelines.resources`);
 - the **published warehouse** (`AW_WAREHOUSE_PATH`) is a read-only snapshot of the marts that
   `warehouse.publish` replaces atomically. Readers only ever open that one.
 """
