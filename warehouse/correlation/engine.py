@@ -9,6 +9,9 @@ results and runs it incrementally.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -145,13 +148,30 @@ def correlate(events: pa.Table, timeline: SettingsTimeline, as_of: int | None = 
     arrays of ten million events at once needed 15 GB.
     """
     groups = _tenant_groups(events, chunk_events or CHUNK_EVENTS)
-    if len(groups) > 1:
-        column = events.column("tenant_id")
-        return _combined([
-            _correlate(events.filter(pc.is_in(column, pa.array(group, pa.string()))),
-                       timeline, as_of, base_clock, quiet_below, merges)
-            for group in groups])
-    return _correlate(events, timeline, as_of, base_clock, quiet_below, merges)
+    with _no_cycle_collection():
+        if len(groups) > 1:
+            column = events.column("tenant_id")
+            return _combined([
+                _correlate(events.filter(pc.is_in(column, pa.array(group, pa.string()))),
+                           timeline, as_of, base_clock, quiet_below, merges)
+                for group in groups])
+        return _correlate(events, timeline, as_of, base_clock, quiet_below, merges)
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused while the engine runs (reference counting still frees
+    everything the engine drops). The walks build millions of small objects that live until
+    the end, and each full collection traverses all of them again without freeing anything:
+    with it running, correlating ten million events took 121 s instead of 86 s at the same
+    peak memory (their structures are kept free of reference cycles: `sequential.py`)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _tenant_groups(events: pa.Table, limit: int) -> list[list[str]]:
