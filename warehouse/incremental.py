@@ -20,9 +20,9 @@ recompute interrupted after its tenant was forgotten is started again from
 
 **Bounded memory.** The engine holds a batch in memory several times over, so a first build
 (or a backfill) of ten million events in one batch would not fit the machine. The rows to
-apply are therefore sorted by tenant and ingest order into a temporary table and applied in
-batches of about `BATCH_EVENTS`: whole tenants packed together, and a tenant larger than
-that in consecutive ingest-order slices. Tenants are independent (R1) and each slice comes
+apply are therefore cut into batches of about `BATCH_EVENTS` by their tenant and ingest_seq
+alone (whole tenants packed together, and a tenant larger than that in consecutive
+ingest-order slices), and each batch is read and sorted when its turn comes. Tenants are independent (R1) and each slice comes
 after the last, so the result is the one of a single batch (incremental = full).
 """
 
@@ -120,11 +120,15 @@ def correlate_staged(con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline,
         for tenant in recompute:
             stored.pop(tenant, None)
     if new or recompute:
-        batches = _sort_into_batches(con, newest, recompute, batch_events or BATCH_EVENTS)
-        for number in range(batches):
-            batch = con.sql("SELECT * EXCLUDE (batch_no) FROM to_correlate "
-                            "WHERE batch_no = ? ORDER BY ingest_seq",
-                            params=[number]).to_arrow_table().cast(EVENTS)
+        rows = _rows_to_apply(con, newest, recompute)
+        for ranges in _batch_ranges(con, batch_events or BATCH_EVENTS):
+            con.register("batch_ranges", ranges)
+            batch = con.sql(f"""
+                SELECT x.* FROM ({rows}) x SEMI JOIN batch_ranges r
+                    ON x.tenant_id = r.tenant_id AND x.ingest_seq BETWEEN r.low AND r.high
+                ORDER BY x.ingest_seq""", params=[recompute, newest, recompute]
+            ).to_arrow_table().cast(EVENTS)
+            con.unregister("batch_ranges")
             for part in _apply_groups(batch, stored):
                 result.keys_touched += state.apply(part).keys
                 result.applies += 1
@@ -133,7 +137,7 @@ def correlate_staged(con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline,
                               grouped.column("ingest_seq_max").to_pylist(), strict=True))
             result.tenants = sorted(set(result.tenants) | set(
                 grouped.column("tenant_id").to_pylist()))
-        run(con, "DROP TABLE IF EXISTS to_correlate")
+        run(con, "DROP TABLE IF EXISTS to_apply")
     run(con, "DROP TABLE IF EXISTS staged_new")
     _record(con, fingerprints, newest)
     return result
@@ -153,38 +157,43 @@ def _new_rows(con: duckdb.DuckDBPyConnection, done: int, newest: int) -> None:
                      SELECT event_id FROM {SCHEMA}.events WHERE ingest_seq >= ?)""", [lowest])
 
 
-def _sort_into_batches(con: duckdb.DuckDBPyConnection, newest: int, recompute: list[str],
-                       size: int) -> int:
-    """The rows to apply (the new rows, and every staged row of the recomputed tenants, which
-    were forgotten) in the temporary table `to_correlate`, numbered into batches; returns
-    the number of batches."""
+def _rows_to_apply(con: duckdb.DuckDBPyConnection, newest: int, recompute: list[str]) -> str:
+    """A query of the rows to apply (parameters: `recompute`, `newest`, `recompute`): the new
+    rows, and every staged row of the recomputed tenants, which were forgotten. Their tenant
+    and ingest_seq alone go into the temporary table `to_apply`, to cut into batches."""
+    rows = f"""SELECT * EXCLUDE (load_id) FROM staged_new WHERE tenant_id NOT IN (SELECT unnest(?))
+               UNION ALL
+               SELECT * EXCLUDE (load_id) FROM ({STAGED_EVENTS}) s
+               WHERE s.load_id <= ? AND s.tenant_id IN (SELECT unnest(?))"""
     run(con, f"""CREATE OR REPLACE TEMP TABLE to_apply AS
-        SELECT * EXCLUDE (load_id), (row_number() OVER (
-                   PARTITION BY tenant_id ORDER BY ingest_seq) - 1) // ? AS slice
-        FROM (SELECT * FROM staged_new WHERE tenant_id NOT IN (SELECT unnest(?))
-              UNION ALL
-              SELECT * FROM ({STAGED_EVENTS}) s
-              WHERE s.load_id <= ? AND s.tenant_id IN (SELECT unnest(?)))""",
-        [size, recompute, newest, recompute])
-    slices = con.execute("SELECT tenant_id, slice, count(*) FROM to_apply "
-                         "GROUP BY ALL ORDER BY tenant_id, slice").fetchall()
-    numbers: dict[str, list[object]] = {"tenant_id": [], "slice": [], "batch_no": []}
-    batch, filled = 0, 0
-    for tenant, piece, n in slices:  # pack whole tenants, and a big one's slices, in order
-        if filled and filled + n > size:
-            batch, filled = batch + 1, 0
-        numbers["tenant_id"].append(tenant)
-        numbers["slice"].append(piece)
-        numbers["batch_no"].append(batch)
+                 SELECT tenant_id, ingest_seq FROM ({rows})""", [recompute, newest, recompute])
+    return rows
+
+
+def _batch_ranges(con: duckdb.DuckDBPyConnection, size: int) -> list[pa.Table]:
+    """The rows of `to_apply` cut into batches of about `size`, each as its ingest_seq ranges
+    (tenant_id, low, high): whole tenants packed together in tenant order, and a tenant larger
+    than `size` in consecutive ingest-order slices. Only the two key columns are sorted: the
+    rows themselves are read a batch at a time (sorting every column of ten million rows into
+    numbered batches first took 44 s of a 10M full build)."""
+    slices = con.execute("""
+        SELECT tenant_id, slice, count(*), min(ingest_seq), max(ingest_seq) FROM (
+            SELECT tenant_id, ingest_seq, (row_number() OVER (
+                       PARTITION BY tenant_id ORDER BY ingest_seq) - 1) // ? AS slice
+            FROM to_apply)
+        GROUP BY ALL ORDER BY tenant_id, slice""", [size]).fetchall()
+    batches: list[dict[str, list[object]]] = []
+    filled = 0
+    for tenant, _, n, low, high in slices:  # pack whole tenants, and a big one's slices, in order
+        if not batches or (filled and filled + n > size):
+            batches.append({"tenant_id": [], "low": [], "high": []})
+            filled = 0
+        for column, value in zip(("tenant_id", "low", "high"), (tenant, low, high), strict=True):
+            batches[-1][column].append(value)
         filled += n
-    con.register("batch_numbers", pa.table(numbers))
-    run(con, """CREATE OR REPLACE TEMP TABLE to_correlate AS
-        SELECT r.* EXCLUDE (slice), b.batch_no FROM to_apply r
-        JOIN batch_numbers b USING (tenant_id, slice)
-        ORDER BY b.batch_no, r.ingest_seq""")
-    con.unregister("batch_numbers")
-    run(con, "DROP TABLE to_apply")
-    return batch + 1 if slices else 0
+    return [pa.table({"tenant_id": pa.array(b["tenant_id"], pa.string()),
+                      "low": pa.array(b["low"], pa.int64()),
+                      "high": pa.array(b["high"], pa.int64())}) for b in batches]
 
 
 def _to_recompute(known: Mapping[str, str], fingerprints: Mapping[str, str],
