@@ -128,6 +128,29 @@ def test_incidents_alerts_and_explanations(built) -> None:
     assert reasons["a1"]["incident_id"] == reasons["a3"]["incident_id"]
 
 
+def test_an_alert_occurrence_takes_its_fields_from_its_first_event_in_event_time(
+        lake, published) -> None:
+    # R3/R14: the firing that starts the occurrence is the earliest in event time, here the
+    # second to arrive; the re-send that arrived first carries another asset and signature
+    write(lake, [
+        {"tenant": "gamma", "id": "g-resend", "fp": "g", "asset": "db01", "signature": "cpu",
+         "status": "firing", "t": at("09:10:00"), "seq": 1},
+        {"tenant": "gamma", "id": "g-first", "fp": "g", "asset": "db00", "signature": "cpu-old",
+         "status": "firing", "t": at("09:00:00"), "received": at("09:12:00"), "seq": 2},
+        {"tenant": "gamma", "id": "g-resolve", "fp": "g", "asset": "db01", "signature": "cpu",
+         "status": "resolved", "t": at("09:20:00"), "seq": 3},
+    ])
+    run_once(echo=QUIET)
+    (alert,) = rows(published(), """
+        SELECT first_event_id, asset, signature, agg_key, started_at, event_count,
+               incident_id = (SELECT incident_id FROM marts.fct_incident_events
+                              WHERE event_id = 'g-first') AS first_events_incident
+        FROM marts.fct_alerts WHERE tenant_id = 'gamma'""")
+    assert alert == {"first_event_id": "g-first", "asset": "db00", "signature": "cpu-old",
+                     "agg_key": "gamma|db00|cpu-old", "started_at": at("09:00:00"),
+                     "event_count": 3, "first_events_incident": True}
+
+
 def test_late_event_updates_an_earlier_day(lake, published) -> None:
     """A late event received a day later bridges two incidents of day 1 (R10): the marts of
     day 1 change, not only those of the receive day."""

@@ -17,15 +17,15 @@ WITH members AS (
     WHERE d.disposition = 'member'
       AND (s.from_time IS NULL OR d.event_time > s.from_time OR (d.event_time = s.from_time AND d.ingest_seq >= s.from_seq))  -- incremental only
 ),
-occurrences AS (
+occurrences AS (  -- its first row (in event time, ingest_seq) is its one new_alert row
     SELECT tenant_id, source, source_fingerprint, is_point, occurrence_no,
-           arg_min(event_id, (event_time, ingest_seq)) AS first_event_id,
-           arg_min(ingest_seq, (event_time, ingest_seq)) AS first_seq,
-           arg_min(incident_id, (event_time, ingest_seq)) AS incident_id,
-           arg_min(agg_key, (event_time, ingest_seq)) AS agg_key,
-           arg_min(asset, (event_time, ingest_seq)) AS asset,
-           arg_min(signature, (event_time, ingest_seq)) AS signature,
-           arg_min(settings_version, (event_time, ingest_seq)) AS settings_version,
+           any_value(event_id) FILTER (WHERE new_alert) AS first_event_id,
+           any_value(ingest_seq) FILTER (WHERE new_alert) AS first_seq,
+           any_value(incident_id) FILTER (WHERE new_alert) AS incident_id,
+           any_value(agg_key) FILTER (WHERE new_alert) AS agg_key,
+           any_value(asset) FILTER (WHERE new_alert) AS asset,
+           any_value(signature) FILTER (WHERE new_alert) AS signature,
+           any_value(settings_version) FILTER (WHERE new_alert) AS settings_version,
            min(event_time) AS started_at,
            max(event_time) FILTER (WHERE status <> 'resolved') AS last_fired_at,
            max(event_time) AS last_event_at,
