@@ -22,8 +22,9 @@ recompute interrupted after its tenant was forgotten is started again from
 (or a backfill) of ten million events in one batch would not fit the machine. The rows to
 apply are therefore cut into batches of about `BATCH_EVENTS` by their tenant and ingest_seq
 alone (whole tenants packed together, and a tenant larger than that in consecutive
-ingest-order slices), and each batch is read and sorted when its turn comes. Tenants are independent (R1) and each slice comes
-after the last, so the result is the one of a single batch (incremental = full).
+ingest-order slices), and each batch is read and sorted when its turn comes. Tenants are
+independent (R1) and each slice comes after the last, so the result is the one of a single
+batch (incremental = full).
 """
 
 from __future__ import annotations

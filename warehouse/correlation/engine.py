@@ -164,7 +164,9 @@ def _no_cycle_collection() -> Iterator[None]:
     everything the engine drops). The walks build millions of small objects that live until
     the end, and each full collection traverses all of them again without freeing anything:
     with it running, correlating ten million events took 121 s instead of 86 s at the same
-    peak memory (their structures are kept free of reference cycles: `sequential.py`)."""
+    peak memory (their structures are kept free of reference cycles: `sequential.py`). The
+    switch is process-wide: another thread meanwhile runs without cycle collection too, and
+    a caller that paused it keeps it paused."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
