@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -83,6 +84,28 @@ def test_batches_of_bounded_size_equal_one_batch(lake, tmp_path) -> None:
         step = incremental.correlate_staged(con, SettingsTimeline(), batch_events=700)
         assert step.applies >= 6000 // 700 and step.events == 6_000
         _equal_to_full(con, table)
+
+
+def test_a_recompute_beside_new_rows_in_small_batches_equals_the_full_recompute(
+        lake, tmp_path) -> None:
+    # one step recomputes tenant T from the lake (its earliest day staged late) while the
+    # other tenants bring new rows; batches smaller than a tenant mix both kinds of rows
+    table, files, days = lake_history(lake, 6_000, days=4, tenants=3, seed=23)
+    late_tenant = files[0].tenant_id
+    first = [f for f in files if f.day in days[1:3]]
+    second = [f for f in files if f.day == days[3]
+              or (f.day == days[0] and f.tenant_id == late_tenant)]
+    with build_store(tmp_path).writer() as con:
+        staging.load_days(con, lake, days[1:3], first)
+        incremental.correlate_staged(con, SettingsTimeline(), batch_events=400)
+        staging.load_days(con, lake, [days[0], days[3]], second)
+        step = incremental.correlate_staged(con, SettingsTimeline(), batch_events=400)
+        assert step.recomputed == {late_tenant: "rows staged out of ingest order"}
+        assert step.applies > 2 and len(step.tenants) == 3
+        received = pc.cast(table.column("received_at"), pa.date32())  # the lake's UTC day
+        unstaged = pc.and_(pc.equal(received, days[0]),
+                           pc.not_equal(table.column("tenant_id"), late_tenant))
+        _equal_to_full(con, table.filter(pc.invert(unstaged)))
 
 
 def test_a_recompute_interrupted_after_forgetting_is_finished_next_time(lake, tmp_path,
