@@ -71,6 +71,19 @@ def test_a_batch_must_arrive_after_the_stored_events() -> None:
     assert state.result().funnel["t1"]["events_accepted"] == 1
 
 
+@pytest.mark.parametrize(("key", "stored"), [(["asset", "signature"], 0),
+                                              (["asset", "label:env"], 2)])
+def test_labels_are_stored_only_when_a_setting_keys_by_one(key: list[str], stored: int) -> None:
+    # R4: labels matter to the engine only as key fields; a batch re-walked later reads them
+    # back from the stored events, so they are kept exactly when some version keys by one
+    state = CorrelationState(duckdb.connect(), SettingsTimeline.constant(CFG(key=key)))
+    events = [Event("t1", f"e{n}", n, "nagios", "A", "web01", "disk_full", "warning",
+                    "point", T0 + n * timedelta(minutes=1), T0 + n * timedelta(minutes=1),
+                    labels={"env": "prod"}) for n in (1, 2)]
+    state.apply(events_table(events))
+    assert state.con.execute("SELECT count(labels) FROM corr.events").fetchall() == [(stored,)]
+
+
 MINUTE = timedelta(minutes=1)
 CAPPED = SettingsTimeline.constant(CFG(window="15m", cap="1h", stale_after="30m"))
 

@@ -193,9 +193,14 @@ class CorrelationState:
             self._store_changed(region_ids, restart_rows)
         _run(con, f"""INSERT INTO {SCHEMA}.incidents BY NAME
                         SELECT * FROM live JOIN lifecycle USING (incident_id)""")
+        # labels are read back only as key fields (R4); without a settings version keyed by
+        # one they are not stored (a quarter of the cost of storing a batch): a tenant whose
+        # settings start keying by a label is recomputed from the lake, labels and all
+        stored = "b.*" if self._label_keys() else \
+            "b.* REPLACE (NULL::MAP(VARCHAR, VARCHAR) AS labels)"
         _run(con, f"""
             INSERT INTO {SCHEMA}.events BY NAME
-            SELECT b.*, {_FATES} AS fate, m.disposition = 'stale_resolve' AS stale_resolve,
+            SELECT {stored}, {_FATES} AS fate, m.disposition = 'stale_resolve' AS stale_resolve,
                    m.agg_key, epoch_us(m.event_time) AS event_time_us,
                    {_alert('b.')} AS alert,
                    CASE WHEN b.delivery_id IS NOT NULL
