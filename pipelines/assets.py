@@ -185,7 +185,7 @@ def correlation(context: AssetExecutionContext, platform: PlatformResource
                 ) -> Iterator[dg.MaterializeResult]:
     tenants, timeline = platform.tenants()
     started = time.monotonic()
-    with platform.build() as con:
+    with platform.build() as con, platform.store().correlating(con):
         staging.ensure_schema(con)
         step = incremental.correlate_staged(con, timeline)
         correlated = time.monotonic()

@@ -31,6 +31,9 @@ class PlatformSettings(BaseSettings):
     # DuckDB's memory limit for pipeline runs (beyond it, sorts, joins and windows spill to
     # `<build file>.tmp`); empty: DuckDB's default, 80 % of the machine.
     build_memory_limit: str = "3GB"
+    # DuckDB's memory limit while the correlation step runs, when the engine holds a batch of
+    # up to a million events in Python memory beside it; empty: `build_memory_limit`.
+    correlation_memory_limit: str = "1GB"
     # The MSP's SSM Resource Data Sync location (`s3://bucket/prefix` or a local path): the
     # folder holding the `AWS:<Type>/` folders. Empty: patch data comes from the API only.
     ssm_sync_uri: str = ""

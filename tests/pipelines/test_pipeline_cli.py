@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import duckdb
+import pytest
 from click.testing import CliRunner
 
 from service.cli import main
 from tests.pipelines.conftest import at, write
 from tests.support.servers import free_port
+from warehouse import incremental, models
 from warehouse.config import platform_settings
 
 
@@ -74,11 +77,43 @@ def test_a_failing_blocking_check_stops_the_run_before_publishing(lake, monkeypa
     reader.close()
 
 
-def test_a_bad_memory_limit_is_a_clear_error(lake, monkeypatch) -> None:
+@pytest.mark.parametrize("variable", ["AW_BUILD_MEMORY_LIMIT", "AW_CORRELATION_MEMORY_LIMIT"])
+def test_a_bad_memory_limit_is_a_clear_error(lake, monkeypatch, variable) -> None:
     write(lake, [{"id": "e1", "t": at("10:00:00")}])
-    monkeypatch.setenv("AW_BUILD_MEMORY_LIMIT", "lots")
+    monkeypatch.setenv(variable, "lots")
     platform_settings.cache_clear()
     result = CliRunner().invoke(main, ["pipeline", "run"])
     assert result.exit_code == 1
-    assert "Error: AW_BUILD_MEMORY_LIMIT='lots' is not a memory size" in result.output
+    assert f"Error: {variable}='lots' is not a memory size" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_correlation_step_runs_under_its_own_memory_limit(lake, monkeypatch) -> None:
+    """DuckDB gets AW_CORRELATION_MEMORY_LIMIT while the engine holds its batches, and the
+    models get AW_BUILD_MEMORY_LIMIT back."""
+    write(lake, [{"id": "e1", "t": at("10:00:00")}])
+    monkeypatch.setenv("AW_BUILD_MEMORY_LIMIT", "700MB")
+    monkeypatch.setenv("AW_CORRELATION_MEMORY_LIMIT", "300MB")
+    platform_settings.cache_clear()
+    seen: dict[str, str] = {}
+
+    def limit(con) -> str:
+        return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+    def spying(module, name: str):
+        real = getattr(module, name)
+
+        def spy(con, *args, **kwargs):
+            seen.setdefault(name, limit(con))
+            return real(con, *args, **kwargs)
+        monkeypatch.setattr(module, name, spy)
+
+    spying(incremental, "correlate_staged")
+    spying(models, "build")
+    result = CliRunner().invoke(main, ["pipeline", "run"])
+    assert result.exit_code == 0, result.output
+    expected = {}
+    for name, value in (("correlate_staged", "300MB"), ("build", "700MB")):
+        with duckdb.connect(config={"memory_limit": value}) as con:
+            expected[name] = limit(con)
+    assert seen == expected and expected["build"] != expected["correlate_staged"]
