@@ -73,7 +73,8 @@ def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
     column for rows read only as arrival history (they take no part in the event-time pass).
     """
     order = pc.sort_indices(table, [("ingest_seq", "ascending"), ("event_id", "ascending")])
-    table = table.take(order)
+    if not np.array_equal(order.to_numpy(), np.arange(len(order))):  # often in order already
+        table = table.take(order)
     n_rows = table.num_rows
     forced_stale = (table.column("stale_resolve") if "stale_resolve" in table.column_names
                     else pa.nulls(n_rows, pa.bool_()))
@@ -180,7 +181,7 @@ def _own_keys(table: pa.Table, version: np.ndarray,
     for spec in specs:
         wanted = np.array([spec_of_version[v] == spec for v in range(len(timeline.versions))])
         rows = np.flatnonzero(wanted[version])
-        part = table.take(rows)
+        part = table if len(rows) == n else table.take(rows)
         parts = [part.column("tenant_id")]
         spec_missing = np.zeros(len(rows), bool)
         for name in spec:
