@@ -333,8 +333,11 @@ def _merge_records(merges: list[Merge], memberships: pa.Table, live: pa.Table) -
     of the survivor's first event; the first record of an id wins."""
     if not merges:
         return INCIDENTS.empty_table()
-    owner = dict(zip(memberships.column("event_id").to_pylist(),
-                     memberships.column("incident_id").to_pylist(), strict=True))
+    survivors = memberships.filter(pc.is_in(
+        memberships.column("event_id"),
+        pa.array({m.survivor_event_id for m in merges}, pa.string())))
+    owner = dict(zip(survivors.column("event_id").to_pylist(),
+                     survivors.column("incident_id").to_pylist(), strict=True))
     live_ids = set(live.column("incident_id").to_pylist())
     rows: dict[str, dict[str, object]] = {}
     for merge in merges:
