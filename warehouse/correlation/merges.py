@@ -475,7 +475,8 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, et: EventTime, as_of
                                                                        times[earlier]))],
                                    np.flatnonzero(~earlier)])
         # nothing after the last late arrival can merge: those rows are not walked
-        sequence = sequence[:int(np.flatnonzero(late[by_component[lo:hi]][sequence])[-1]) + 1]
+        arrived_late = late[by_component[lo:hi]][sequence]
+        sequence = sequence[:int(np.flatnonzero(arrived_late)[-1]) + 1]
         by_rank = np.lexsort((seqs, times))
         rank = np.empty(len(index), np.int64)
         rank[by_rank] = np.arange(len(index))
@@ -487,13 +488,21 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, et: EventTime, as_of
         if (keys == keys[0]).all():  # one key: its restart points in the end, by rank
             starts = np.sort(rank[opens[index]]).tolist()
         replay = Replay(Rows.take(index, **columns), context, by_rank.tolist(), starts)
-        clocks = np.where(earlier, NONE, clock[index])[sequence].tolist()
-        for local, at_clock, after in zip(sequence.tolist(), clocks, horizon.tolist(),
-                                          strict=True):
-            found = replay.arrive(local, at_clock, after)
+        clocks = np.where(earlier, NONE, clock[index])[sequence]
+        # a row that is not late comes after every row arrived before it in (event time,
+        # ingest_seq) order: it only joins the arrived rows (`Replay.arrive`), so runs of
+        # them are appended at once and only the late ones are taken one by one
+        entries = list(zip(times[sequence].tolist(), seqs[sequence].tolist(),
+                           sequence.tolist(), strict=True))
+        done = 0
+        for k in np.flatnonzero(arrived_late[:len(sequence)]).tolist():
+            replay.order.extend(entries[done:k])
+            local = entries[k][2]
+            found = replay.arrive(local, int(clocks[k]), int(horizon[k]))
             for merge in found:
                 merge.arrival_seq = int(seqs[local])
             merges.extend(found)
+            done = k + 1
         replayed += replay.replayed
     return merges, replayed
 
