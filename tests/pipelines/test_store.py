@@ -44,3 +44,19 @@ def test_without_a_correlation_limit_the_run_limit_stays(tmp_path) -> None:
                            memory_limit="800MB")
     with store.writer() as con, store.correlating(con):
         assert _limit(con) == _as_duckdb_shows("800MB")
+
+
+def test_a_limit_duckdb_cannot_free_down_to_leaves_the_run_limit(tmp_path) -> None:
+    """More than the correlation limit held in memory that cannot spill (a temporary table
+    with nowhere to go): the step runs under the run's limit rather than failing."""
+    store = WarehouseStore(tmp_path / "build.duckdb", tmp_path / "warehouse.duckdb",
+                           memory_limit="800MB", correlation_memory_limit="50MB")
+    with store.writer() as con:
+        con.execute("SET temp_directory = ''").fetchall()
+        con.execute("CREATE TEMP TABLE held AS SELECT range AS i, repeat('x', 50) AS s "
+                    "FROM range(3000000)").fetchall()
+        ran = False
+        with store.correlating(con):
+            ran = True
+            assert _limit(con) == _as_duckdb_shows("800MB")
+        assert ran and _limit(con) == _as_duckdb_shows("800MB")
