@@ -83,14 +83,12 @@ class WarehouseStore:
         pages), the step runs under the run's limit instead of failing."""
         limit = _checked_memory_limit(self.correlation_memory_limit,
                                       "AW_CORRELATION_MEMORY_LIMIT")
-        lowered = False
         if limit:
             try:
                 run(con, "SET memory_limit = ?", [limit])
-                lowered = True
             except duckdb.Error:
-                pass
-        if not lowered:
+                limit = ""
+        if not limit:
             yield
             return
         try:
