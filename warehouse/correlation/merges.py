@@ -6,12 +6,15 @@ an incident that was visible before a late event bridged it to an earlier one re
 time) can only extend the latest incident, so only keys with out-of-order arrivals can
 merge; those, and only those, are replayed here in arrival order.
 
-The replay keeps the key's arrived events in (event time, ingest_seq) order and a sequential
-walk over them (`sequential.SequentialPass` with its undo log), fed lazily: an in-order
-arrival only joins the list, and the walk catches up when a late one needs it, to just before
-the late one's place (rewinding there instead, undoing in reverse the logged changes of the
-rows after it, when it is already further: the walk over (event time, ingest_seq)-sorted rows
-is deterministic, so that is exactly the walk over the rows before it).
+The replay keeps the key's arrived events in (event time, ingest_seq) order and a few
+sequential walks over them (`sequential.SequentialPass` with its undo log), fed lazily: an
+in-order arrival only joins the list, and the walk that takes a late one catches up to just
+before the late one's place (rewinding there instead, undoing in reverse the logged changes of
+the rows after it, when it is already further: the walk over (event time, ingest_seq)-sorted
+rows is deterministic, so that is exactly the walk over the rows before it). The other walks
+leave the arrival out, marked dirty with how far its effect reaches (`_Cursor`), so a walk
+kept near the end and one kept hours back do not cross the rows between them for each
+arrival.
 
 From there the rows after the late arrival are walked twice, without it and with it, and
 after each row the two are compared on everything later rows read (the latest incident of
@@ -29,15 +32,16 @@ incident into the earliest of them. Only incidents whose first event lies after 
 arrival can lose (first events before it keep their incidents), and only the latest incident
 of each key before it can take later first events, so only those are read.
 
-What the walk logs is bounded from the known future: every row's rank in (event time,
+What a walk logs is bounded from the known future: every row's rank in (event time,
 ingest_seq) order is known, so a row fed when no later arrival of its component ranks below
-it is never rewound over, and its changes are not logged. Once no arrival still to come ranks
-below a row that opens a restartable incident of a single-key component in the end (a stretch
-start, or a quiet incident: `sequential`), the rows below it are final, so the walk is dropped and
+it is never rewound over, and its changes are not logged (unless the walk has dirty rows: it
+may be rewound to them). Once no arrival still to come ranks below a row that opens a
+restartable incident of a single-key component in the end (a stretch start, or a quiet
+incident: `sequential`), the rows below it are final, so the walks are dropped for one
 restarted empty there (rows before it are never walked). Rows after a component's last late
-arrival are not walked at all. An arrival hours late still sends the walk back over the rows
-since its place, and the rows are walked again on the way forward: on keys that are busy for
-weeks, that is where the replay's time goes now.
+arrival are not walked at all. Where the replay's time goes now: arrivals whose effect does
+not settle within `Replay.SPANS` (a shifted cap boundary changes every incident to the end
+of its stretch) take the exact path, which walks every row after them twice.
 """
 
 from __future__ import annotations
@@ -75,6 +79,10 @@ class _Context:
 
     def visible(self, inc: Inc, r: Rows) -> bool:
         return inc.counted >= self.threshold[self.adm.version[r.rows[inc.first]]]
+
+    def thresholded(self, inc: Inc, r: Rows) -> bool:
+        """Whether `inc` needs more than its first event to be visible (R13)."""
+        return bool(self.threshold[self.adm.version[r.rows[inc.first]]] > 1)
 
     def record(self, inc: Inc, walk: SequentialPass, clock: int) -> dict[str, object]:
         """`inc` as a row of INCIDENTS at `clock`, as the model's `_record` makes it."""
@@ -114,35 +122,93 @@ def _dt(us: int) -> object:
 
 
 DONE, LONGER, MAY_MERGE = "done", "longer", "may merge"  # outcomes of `Replay._bounded`
+UNKNOWN = 1 << 62  # the end of a dirty row's reach when it is not known
+
+
+class _Cursor:
+    """One walk over the arrived rows: `order[:fed]`, less its dirty rows.
+
+    `marks[k]` is the length of the walk's undo log just before `order[k]` was fed, so
+    rewinding the log to `marks[k]` leaves the walk over `order[:k]` (less the dirty rows
+    there). A dirty row is an arrival another walk took and inserted below `fed`, which this
+    walk has not fed; `low` is the position of the first (None without any), and from every
+    position after `reach` on, this walk describes every key and alert as the walk over all
+    arrived rows does (`SequentialPass.describe`), which is all a bounded walk reads.
+
+    `reach` holds by induction. The walk that takes an arrival finds the last position where
+    it decides differently (its bounded walk, or UNKNOWN after the exact path): a walk that
+    leaves it dirty takes the larger of the two reaches (past both, it describes the rows
+    before the arrival as the full walk does, and those as the rows with it). A walk that will
+    feed it itself (it lands at or past `fed`) keeps its reach when the arrival lands after
+    the reach (from there on both walks feed the same rows from alike states), and cannot
+    know it otherwise (UNKNOWN)."""
+
+    def __init__(self, rows: Rows) -> None:
+        self.walk = SequentialPass(rows, journal=True)
+        self.log: list[tuple] = self.walk.log  # type: ignore[assignment]
+        self.fed = 0
+        self.marks: list[int] = []
+        self.low: int | None = None
+        self.reach = -1
+
+    def cost(self, at: int, front: int) -> int:
+        """Rows to undo and feed to bring this walk to `order[at]` (from its first dirty row
+        when `at` is not past its reach); for the walk furthest on (at `front`), also the
+        way back there, which the next arrival at the end will need."""
+        moves = abs(self.fed - at)
+        if self.low is not None and at <= self.reach:
+            moves = self.fed - self.low + at - self.low
+        if self.fed == front and at < front:
+            moves += front - at
+        return moves
+
+    def inserted(self, at: int, reach: int) -> None:
+        """Another walk inserted an arrival at `order[at]` that decides nothing differently
+        after position `reach`."""
+        if at < self.fed:
+            self.marks.insert(at, self.marks[at])
+            self.fed += 1
+            self.low = at if self.low is None else min(self.low, at)
+            if self.reach >= at and self.reach != UNKNOWN:
+                self.reach += 1
+            self.reach = max(self.reach, reach)
+        elif self.low is not None and at <= self.reach:
+            self.reach = UNKNOWN
 
 
 class Replay:
-    """One key's (or component's) arrivals, in ingest_seq order, with a walk over them.
+    """One key's (or component's) arrivals, in ingest_seq order, with walks over them.
 
-    `order` holds the arrived rows in (event time, ingest_seq) order; the walk has been fed
-    `order[:fed]` (it is fed lazily, only as far as a late arrival needs), and `marks[k]` is
-    the length of the walk's undo log just before `order[k]` was fed, so rewinding the log to
-    `marks[k]` leaves exactly the walk over `order[:k]`.
+    `order` holds the arrived rows in (event time, ingest_seq) order. A late arrival at
+    position k takes one of up to `CURSORS` walks (`_Cursor`), the one cheapest to bring to k
+    (feeding or rewinding), then walks the rows after k twice, without it and with it ("before"
+    and "after"), comparing what later decisions read (`SequentialPass.describe` of every key
+    and alert either walk touched). Once the two agree, every later row decides the same in
+    both, so incidents first seen from there on are the same, and an incident that lost its
+    first event to another stopped changing before there: merges are found among the openers
+    walked so far. Most late arrivals agree again within a few rows; one that can merge
+    something, or that does not agree within `SPANS`, takes the exact path (walk every arrived
+    row before and after).
 
-    A late arrival at position k brings the walk to k (feeding or rewinding), then walks the
-    rows after k twice, without it and with it ("before" and "after"), comparing what later
-    decisions read (`SequentialPass.describe` of every key and alert either walk touched).
-    Once the two agree, every later row decides the same in both, so incidents first seen
-    from there on are the same, and an incident that lost its first event to another
-    stopped changing before there: merges are found among the openers walked so far. Most
-    late arrivals agree again within a few rows; one that can merge something, or that does
-    not agree within `SPANS`, takes the exact path (walk every arrived row before and after).
+    Several walks, because arrivals at the end and arrivals hours late interleave on busy
+    keys: one walk would go back over thousands of rows for each late one and forward again
+    for the next. The walks that did not take an arrival do not feed it: they mark it dirty,
+    with the position after which nothing decides differently (`_Cursor.reach`), and are
+    rewound to their first dirty row (and fed again) only when they are needed at or before
+    that position, or when the exact path reads the visibility (R13) of an incident that may
+    hold dirty rows (`_visible_before`).
 
     `starts` (single-key components only) are the ranks of the rows that open a restartable
     incident in the end (`sessions`: a stretch start, nothing of the key open and more than W
     after its previous event; or a quiet incident, `sequential`). When
     every row ranked below such a row has arrived (no arrival still to come ranks below it),
     the arrived rows below it are exactly the final ones, so a walk started empty there decides
-    everything after it as the full walk does: the walk is dropped and restarted there, and the
-    rows before it are never walked.
+    everything after it as the full walk does: the walks are dropped for one restarted there,
+    and the rows before it are never walked.
     """
 
     SPANS = (16, 256)  # rows walked "before" in the bounded attempts
+    CURSORS = 3  # walks at most
 
     def __init__(self, rows: Rows, context: _Context, by_rank: list[int],
                  starts: list[int] | None = None) -> None:
@@ -154,10 +220,8 @@ class Replay:
             self.rank[row] = position
         self.starts = starts
         self.order: list[tuple[int, int, int]] = []  # (time, seq, local row), arrived
-        self.fed = 0
-        self.marks: list[int] = []
-        self.walk = SequentialPass(rows, journal=True)
-        self.log: list[tuple] = self.walk.log  # type: ignore[assignment]
+        self.cursors = [_Cursor(rows)]
+        self.cur = self.cursors[0]  # the walk taking the current arrival
         self.replayed = 0
 
     def arrive(self, i: int, clock: int, horizon: int) -> list[Merge]:
@@ -171,23 +235,45 @@ class Replay:
         at = bisect_right(order, entry)
         lowest = min(rank[i], horizon)  # no arrival from this one on ranks below it
         at -= self._restart(lowest)
-        if self.fed > at:
+        self.cur = self._choose(at)
+        if self.cur.low is not None and at <= self.cur.reach:
+            self._rewind(self.cur.low)
+        if self.cur.fed > at:
             self._rewind(at)
         else:
             self._feed(at, lowest)
         for span in self.SPANS:
             if span >= len(order) - at:
                 break
-            outcome = self._bounded(entry, at, span)
+            outcome, end = self._bounded(entry, at, span)
             if outcome is DONE:
+                self._inserted(at, end)
                 return []
             if outcome is MAY_MERGE:
                 break
-        return self._exact(entry, at, clock, lowest)
+        merges = self._exact(entry, at, clock, lowest)
+        self._inserted(at, UNKNOWN)
+        return merges
+
+    def _choose(self, at: int) -> _Cursor:
+        """The walk cheapest to bring to `order[at]`, or a new one (fed from the start)."""
+        front = max(cursor.fed for cursor in self.cursors)
+        cursor = min(self.cursors, key=lambda c: c.cost(at, front))
+        if len(self.cursors) < self.CURSORS and at < cursor.cost(at, front):
+            cursor = _Cursor(self.r)
+            self.cursors.append(cursor)
+        return cursor
+
+    def _inserted(self, at: int, reach: int) -> None:
+        """The current walk inserted an arrival at `order[at]` that decides nothing
+        differently after position `reach`: the other walks take note (`_Cursor`)."""
+        for cursor in self.cursors:
+            if cursor is not self.cur:
+                cursor.inserted(at, reach)
 
     def _restart(self, lowest: int) -> int:
-        """Drop the walk for a fresh one at the last restart point ranked below `lowest` when
-        it lies beyond the rows walked so far; returns how many arrived rows were dropped."""
+        """Drop the walks for a fresh one at the last restart point ranked below `lowest`
+        when it lies beyond every walk; returns how many arrived rows were dropped."""
         if self.starts is None:
             return 0
         k = bisect_left(self.starts, lowest) - 1
@@ -195,41 +281,50 @@ class Replay:
             return 0
         row = self.row_of_rank[self.starts[k]]
         cut = bisect_left(self.order, (self.r.time[row], self.r.seq[row], row))
-        if cut == 0 or cut < self.fed:
+        if cut == 0 or any(cut < cursor.fed for cursor in self.cursors):
             return 0
         assert self.order[cut][2] == row  # every row ranked below `lowest` has arrived
         del self.order[:cut]
-        self.fed = 0
-        self.marks = []
-        self.walk = SequentialPass(self.r, journal=True)
-        self.log = self.walk.log  # type: ignore[assignment]
+        self.cursors = [_Cursor(self.r)]
+        self.cur = self.cursors[0]
         return cut
 
     def _feed(self, stop: int, lowest: int) -> None:
-        """Feed `order[fed:stop]`, marking each row's place in the log and logging only rows
-        ranked above `lowest` (nothing later rewinds below it)."""
-        walk, log, rank, order, marks = self.walk, self.log, self.rank, self.order, self.marks
-        for k in range(self.fed, stop):
+        """Feed `order[fed:stop]` to the current walk, marking each row's place in the log
+        and logging only rows ranked above `lowest` (nothing later rewinds below it), or
+        every row while the walk has dirty rows (it may be rewound to them)."""
+        cursor, rank, order = self.cur, self.rank, self.order
+        walk, log, marks = cursor.walk, cursor.log, cursor.marks
+        if cursor.low is not None:
+            lowest = -1
+        for k in range(cursor.fed, stop):
             row = order[k][2]
             marks.append(len(log))
             walk.log = log if rank[row] > lowest else None
             walk.feed(row)
         walk.log = log
-        self.fed = max(self.fed, stop)
+        cursor.fed = max(cursor.fed, stop)
 
     def _rewind(self, at: int) -> None:
-        """Bring the walk back to `order[:at]`."""
-        self.walk.undo_to(self.marks[at])
-        del self.marks[at:]
-        self.fed = at
+        """Bring the current walk back to `order[:at]`; dirty rows from there on are no
+        longer dirty (the walk feeds them as it goes forward again)."""
+        cursor = self.cur
+        if at >= cursor.fed:
+            return
+        cursor.walk.undo_to(cursor.marks[at])
+        del cursor.marks[at:]
+        cursor.fed = at
+        if cursor.low is not None and cursor.low >= at:
+            cursor.low, cursor.reach = None, -1
 
-    def _bounded(self, entry: tuple[int, int, int], at: int, span: int) -> str:
+    def _bounded(self, entry: tuple[int, int, int], at: int, span: int) -> tuple[str, int]:
         """Walk up to `span` rows after `at` without the arrival, then with it, until the
         two agree on everything later rows read. DONE (the arrival inserted, the walk fed to
-        where they agreed) when they agree and no incident visible before can have merged;
-        otherwise (MAY_MERGE, or LONGER when they did not agree within `span`) the walk is
-        back at `at` and the arrival not inserted: every change here is logged for that."""
-        walk, order = self.walk, self.order
+        where they agreed, and the last position that decided differently) when they agree
+        and no incident visible before can have merged; otherwise (MAY_MERGE, or LONGER when
+        they did not agree within `span`) the walk is back at `at` and the arrival not
+        inserted: every change here is logged for that."""
+        walk, order = self.cur.walk, self.order
         survivors = [walk.incidents[index].first for index in walk.latest.values()]
         base: dict[int, tuple | None] = {}  # the state at `at`, of everything touched
         steps: list[list[tuple[int, tuple | None]]] = []
@@ -281,13 +376,13 @@ class Replay:
         if outcome is not DONE:
             self._rewind(at)
             del order[at]
-        return outcome
+        return outcome, at + agreed
 
     def _may_have_merged(self, firsts: list[int]) -> bool:
         """Whether two of these rows (first rows of incidents before the arrival: the
         latest of each key before it, and the openers after it that "before" walked) now
         share an incident."""
-        incident_of = self.walk.incident_of
+        incident_of = self.cur.walk.incident_of
         seen: set[int] = set()
         for first in firsts:
             index = incident_of[first]
@@ -299,25 +394,45 @@ class Replay:
     def _exact(self, entry: tuple[int, int, int], at: int, clock: int, lowest: int
                ) -> list[Merge]:
         """Walk every arrived row after `at` without the arrival (reading the incidents
-        visible before it), then with it, and compare."""
-        order = self.order
-        self._feed(len(order), lowest)
-        before = self._visible_before(at, clock)
+        visible before it), then with it, and compare. Another walk already at the end, whose
+        reach ends before `at`, reads the incidents visible before instead."""
+        order, walker = self.order, self.cur
+        before = None
+        for cursor in self.cursors:
+            if cursor is not walker and cursor.fed == len(order) and cursor.reach < at:
+                self.cur = cursor
+                before = self._visible_before(at, clock)
+                self.cur = walker
+                break
+        if before is None:
+            self._feed(len(order), lowest)
+            self.replayed += len(order) - at
+            before = self._visible_before(at, clock)
+        if before is None:  # an incident it reads may hold dirty rows: feed them first
+            assert self.cur.low is not None
+            self._rewind(self.cur.low)
+            self._feed(len(order), lowest)
+            before = self._visible_before(at, clock)
+            assert before is not None
         self._rewind(at)
         order.insert(at, entry)
         self._feed(len(order), lowest)
-        self.replayed += 2 * (len(order) - at) - 1
+        self.replayed += len(order) - at
         return self._merges(before)
 
     def _visible_before(self, start: int, clock: int
-                        ) -> dict[int, tuple[tuple[int, int], dict[str, object] | None]]:
+                        ) -> dict[int, tuple[tuple[int, int], dict[str, object] | None]] | None:
         """Incidents visible now (before the arrival) that the walk from `start` can merge:
         those whose first event is at or after `start` (with their records, as they are now),
         and the latest incident of each key before `start` (it may take later first events;
-        only its first event id is needed, as a survivor)."""
-        r, walk, context = self.r, self.walk, self.context
-        first_row = self.order[start]
-        cut = (first_row[0], first_row[1])
+        only its first event id is needed, as a survivor). None when one of those latest
+        incidents needs more than one event to be visible and may hold a dirty row (its first
+        event is not past the walk's reach): its count, and so its visibility, may differ.
+        Incidents first seen at or after `start` hold no dirty row and decide alike: the
+        walk's reach ends before `start`."""
+        r, walk, context, order = self.r, self.cur.walk, self.context, self.order
+        reach = self.cur.reach if self.cur.low is not None else -1
+        cut = order[start][:2]
         incidents = walk.incidents
         k = len(incidents)
         while k and (r.time[incidents[k - 1].first], r.seq[incidents[k - 1].first]) >= cut:
@@ -331,8 +446,12 @@ class Replay:
             last = bisect_left(indexes, k) - 1
             if last >= 0:
                 inc = incidents[indexes[last]]
+                position = (r.time[inc.first], r.seq[inc.first])
+                if (reach >= 0 and context.thresholded(inc, r)
+                        and bisect_left(order, (*position, inc.first)) <= reach):
+                    return None
                 if context.visible(inc, r):
-                    before[inc.first] = ((r.time[inc.first], r.seq[inc.first]), None)
+                    before[inc.first] = (position, None)
         return before
 
     def _merges(self, before: dict[int, tuple[tuple[int, int], dict[str, object] | None]]
@@ -341,7 +460,7 @@ class Replay:
         earliest of them (incidents in creation order, merged ones in event-time order)."""
         groups: dict[int, list[tuple[tuple[int, int], int, dict[str, object] | None]]] = {}
         for first, (position, record) in before.items():
-            groups.setdefault(self.walk.incident_of[first], []).append(
+            groups.setdefault(self.cur.walk.incident_of[first], []).append(
                 (position, first, record))
         merges: list[Merge] = []
         for index in sorted(groups):
