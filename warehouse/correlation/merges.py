@@ -208,7 +208,7 @@ class Replay:
     """
 
     SPANS = (16, 256)  # rows walked "before" in the bounded attempts
-    CURSORS = 3  # walks at most
+    CURSORS = 2  # walks at most: one near the end, one back where late arrivals land
 
     def __init__(self, rows: Rows, context: _Context, by_rank: list[int],
                  starts: list[int] | None = None) -> None:
