@@ -150,9 +150,30 @@ def test_tenant_settings_decide_the_incidents(lake, published, window, incidents
     run_once(echo=_quiet)
     con = published()
     assert rows(con, "SELECT incidents FROM marts.fct_noise_daily") == [{"incidents": incidents}]
-    (tenant,) = rows(con, "SELECT name, settings_version, window_seconds FROM marts.dim_tenants")
+    (tenant,) = rows(con, "SELECT name, settings_version, window_seconds, "
+                          "stale_after_by_source_seconds FROM marts.dim_tenants")
     assert tenant["name"] == "Acme Corp"
     assert tenant["settings_version"] == "v1"
+    assert tenant["stale_after_by_source_seconds"] == {}
+
+
+def test_dim_tenants_shows_the_staleness_overridden_per_source(lake, published) -> None:
+    # R8 with per-source T_stale: the tenant's current overrides, in seconds, beside its default
+    from warehouse.config import platform_settings
+    from warehouse.registry import Registry
+
+    with Registry.open(platform_settings()) as registry:
+        registry.create_tenant("acme", name="Acme Corp")
+        registry.set_settings("acme", {"stale_after": "30m",
+                                       "stale_after_by_source": {"zabbix": "2h",
+                                                                 "alertmanager": "15m"}},
+                              effective_at=DAY.replace(day=1))
+    write(lake, [{"id": "e1", "t": at("10:00:00")}])
+    run_once(echo=_quiet)
+    (tenant,) = rows(published(), "SELECT stale_after_seconds, stale_after_by_source_seconds "
+                                  "FROM marts.dim_tenants")
+    assert tenant == {"stale_after_seconds": 1800.0,
+                      "stale_after_by_source_seconds": {"alertmanager": 900.0, "zabbix": 7200.0}}
 
 
 def test_sensor_requests_ssm_staging_when_snapshots_change(lake) -> None:
