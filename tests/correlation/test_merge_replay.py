@@ -60,7 +60,7 @@ def walks_at_random(rnd: Random, most: int) -> Iterator[None]:
     try:
         yield
     finally:
-        Replay._choose, Replay.CURSORS = kept  # type: ignore[method-assign]
+        Replay._choose, Replay.CURSORS = kept  # type: ignore[assignment]
 
 
 @st.composite
@@ -223,9 +223,9 @@ def test_a_walk_without_a_late_event_reads_visibility_with_it() -> None:
 
 def test_a_walk_that_feeds_an_arrival_inside_a_dirty_reach_no_longer_knows_its_reach() -> None:
     # R10 with R5(a) and R7 (W 10 min, T_stale 30 min): points at 10:00, 10:08, 10:40 (n),
-    # 10:45 resolves B, 10:60 (m); late: 10:05 (walk 0), a firing of A at 10:02 with its resolve
-    # at 10:12 already in (a new walk; walk 0 leaves it dirty, settled at n), a firing of B at
-    # 10:20 (walk 1: it reopens the first incident and keeps it open to n: n's incident
+    # 11:00 (m), 11:15, 11:30, resolves of A at 10:12 and of B at 10:45; late: 10:05 (walk 0),
+    # a firing of A at 10:02 (a new walk; walk 0 leaves it dirty, settled at n), a firing of B
+    # at 10:20 (walk 1: it reopens the first incident and keeps it open to n: n's incident
     # merges). Walk 0 had not reached 10:20: it feeds B itself, without A, where B opens an
     # incident of its own and takes n; so its reach is lost. A late point at 10:50 then
     # bridges to m, and walk 0 must not take it from a walk where the incident is B's.
