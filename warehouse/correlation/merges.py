@@ -37,11 +37,13 @@ ingest_seq) order is known, so a row fed when no later arrival of its component 
 it is never rewound over, and its changes are not logged (unless the walk has dirty rows: it
 may be rewound to them). Once no arrival still to come ranks below a row that opens a
 restartable incident of a single-key component in the end (a stretch start, or a quiet
-incident: `sequential`), the rows below it are final, so the walks are dropped for one
-restarted empty there (rows before it are never walked). Rows after a component's last late
-arrival are not walked at all. Where the replay's time goes now: arrivals whose effect does
-not settle within `Replay.SPANS` (a shifted cap boundary changes every incident to the end
-of its stretch) take the exact path, which walks every row after them twice.
+incident: `sequential`), the rows below it are final, so they are dropped with the walks
+that have not passed them, and a walk restarts empty there if none is left (rows before it
+are never walked). Rows after a component's last late arrival are not walked at all.
+Where the replay's time goes now: arrivals whose effect does not settle within
+`Replay.SPANS` (a shifted cap boundary changes every incident to the end of its stretch)
+take the exact path, which walks every row after them (twice, unless the other walk is
+already at the end).
 """
 
 from __future__ import annotations
@@ -162,6 +164,19 @@ class _Cursor:
             moves += front - at
         return moves
 
+    def goes_on_after(self, cut: int) -> bool:
+        """The arrived rows before `order[cut]` were dropped: whether this walk goes on (it
+        is past them and has no dirty row among them), its positions moved down."""
+        if self.fed <= cut or (self.low is not None and self.low < cut):
+            return False
+        del self.marks[:cut]
+        self.fed -= cut
+        if self.low is not None:
+            self.low -= cut
+            if self.reach != UNKNOWN:
+                self.reach -= cut
+        return True
+
     def inserted(self, at: int, reach: int) -> None:
         """Another walk inserted an arrival at `order[at]` that decides nothing differently
         after position `reach`."""
@@ -203,8 +218,9 @@ class Replay:
     after its previous event; or a quiet incident, `sequential`). When
     every row ranked below such a row has arrived (no arrival still to come ranks below it),
     the arrived rows below it are exactly the final ones, so a walk started empty there decides
-    everything after it as the full walk does: the walks are dropped for one restarted there,
-    and the rows before it are never walked.
+    everything after it as the full walk does: the rows below it are dropped with the walks
+    that have not passed it, a walk restarts empty there if none is left, and the rows before
+    it are never walked.
     """
 
     SPANS = (16, 256)  # rows walked "before" in the bounded attempts
@@ -272,8 +288,10 @@ class Replay:
                 cursor.inserted(at, reach)
 
     def _restart(self, lowest: int) -> int:
-        """Drop the walks for a fresh one at the last restart point ranked below `lowest`
-        when it lies beyond every walk; returns how many arrived rows were dropped."""
+        """Drop the arrived rows below the last restart point ranked below `lowest` (nothing
+        still to come lands there) and the walks that have not passed it or have dirty rows
+        there; walks past it go on from where they are, and with none, a fresh walk starts
+        there. Returns how many arrived rows were dropped."""
         if self.starts is None:
             return 0
         k = bisect_left(self.starts, lowest) - 1
@@ -281,11 +299,12 @@ class Replay:
             return 0
         row = self.row_of_rank[self.starts[k]]
         cut = bisect_left(self.order, (self.r.time[row], self.r.seq[row], row))
-        if cut == 0 or any(cut < cursor.fed for cursor in self.cursors):
+        if cut == 0:
             return 0
         assert self.order[cut][2] == row  # every row ranked below `lowest` has arrived
         del self.order[:cut]
-        self.cursors = [_Cursor(self.r)]
+        kept = [cursor for cursor in self.cursors if cursor.goes_on_after(cut)]
+        self.cursors = kept or [_Cursor(self.r)]
         self.cur = self.cursors[0]
         return cut
 
