@@ -134,8 +134,9 @@ class _Cursor:
     rewinding the log to `marks[k]` leaves the walk over `order[:k]` (less the dirty rows
     there). A dirty row is an arrival another walk took and inserted below `fed`, which this
     walk has not fed; `low` is the position of the first (None without any), and from every
-    position after `reach` on, this walk describes every key and alert as the walk over all
-    arrived rows does (`SequentialPass.describe`), which is all a bounded walk reads.
+    position after `reach` on (-1 without dirty rows), this walk describes every key and
+    alert as the walk over all arrived rows does (`SequentialPass.describe`), which is all a
+    bounded walk reads (`exact_at`).
 
     `reach` holds by induction. The walk that takes an arrival finds the last position where
     it decides differently (its bounded walk, or UNKNOWN after the exact path): a walk that
@@ -153,12 +154,17 @@ class _Cursor:
         self.low: int | None = None
         self.reach = -1
 
+    def exact_at(self, at: int) -> bool:
+        """Whether this walk describes everything as the full walk does at `order[at]`."""
+        return at > self.reach
+
     def cost(self, at: int, front: int) -> int:
         """Rows to undo and feed to bring this walk to `order[at]` (from its first dirty row
         when `at` is not past its reach); for the walk furthest on (at `front`), also the
         way back there, which the next arrival at the end will need."""
         moves = abs(self.fed - at)
-        if self.low is not None and at <= self.reach:
+        if not self.exact_at(at):
+            assert self.low is not None
             moves = self.fed - self.low + at - self.low
         if self.fed == front and at < front:
             moves += front - at
@@ -187,7 +193,7 @@ class _Cursor:
             if self.reach >= at and self.reach != UNKNOWN:
                 self.reach += 1
             self.reach = max(self.reach, reach)
-        elif self.low is not None and at <= self.reach:
+        elif not self.exact_at(at):
             self.reach = UNKNOWN
 
 
@@ -252,7 +258,8 @@ class Replay:
         lowest = min(rank[i], horizon)  # no arrival from this one on ranks below it
         at -= self._restart(lowest)
         self.cur = self._choose(at)
-        if self.cur.low is not None and at <= self.cur.reach:
+        if not self.cur.exact_at(at):
+            assert self.cur.low is not None
             self._rewind(self.cur.low)
         if self.cur.fed > at:
             self._rewind(at)
@@ -418,7 +425,7 @@ class Replay:
         order, walker = self.order, self.cur
         before = None
         for cursor in self.cursors:
-            if cursor is not walker and cursor.fed == len(order) and cursor.reach < at:
+            if cursor is not walker and cursor.fed == len(order) and cursor.exact_at(at):
                 self.cur = cursor
                 before = self._visible_before(at, clock)
                 self.cur = walker
@@ -450,7 +457,7 @@ class Replay:
         Incidents first seen at or after `start` hold no dirty row and decide alike: the
         walk's reach ends before `start`."""
         r, walk, context, order = self.r, self.cur.walk, self.context, self.order
-        reach = self.cur.reach if self.cur.low is not None else -1
+        reach = self.cur.reach
         cut = order[start][:2]
         incidents = walk.incidents
         k = len(incidents)
