@@ -20,6 +20,12 @@ SQL marks the lines that restrict it to the scope with `-- incremental only`; a 
 drops those lines. A refresh deletes the rows in scope and inserts them recomputed, in one
 transaction; it falls back to a full build the first time, when its SQL changed, when the
 change log it needs was pruned, or when the scope is a large share of the table.
+
+**Views.** A mart that only adds derived columns to one wide table declares `-- @view`: in
+the build file it is a view of that table (`marts.fct_incident_events`: ten million rows
+that would otherwise be stored twice, and refreshed twice a run), while the published
+snapshot holds it as a table like every mart. Its scope still says which snapshot rows a
+publish refreshes; its `-- incremental only` lines then select them from its source.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ PARAMS: dict[str, object] = {"recurrence_days": 7, "top_days": 7, "stale_scan_da
 _REF = re.compile(r"\b(lake|corr|staging|intermediate|marts)\.([a-z_][a-z0-9_]*)\b")
 _PARAM = re.compile(r"\$([a-z_]+)")
 _INCREMENTAL = re.compile(r"^-- @incremental scope=(\w+)(?: also=(.+))?$", re.M)
+_VIEW = re.compile(r"^-- @view$", re.M)
 INCREMENTAL_ONLY = "-- incremental only"
 FULL_REBUILD_SHARE = 0.3  # a refresh whose scope is beyond this share of the rows rebuilds
 
@@ -84,6 +91,11 @@ class Model:
     params: tuple[str, ...]
     scope: str | None = None  # incremental: the change scope it refreshes by
     also: str | None = None  # incremental: own rows refreshed on every run
+    view: bool = False  # a view in the build file (staging models, and marts marked @view)
+
+    @property
+    def kind(self) -> str:
+        return "VIEW" if self.view else "TABLE"
 
     @property
     def sql_sha256(self) -> str:
@@ -127,7 +139,10 @@ def catalog() -> tuple[Model, ...]:
                                       or INCREMENTAL_ONLY not in text):
                 raise ValueError(f"{path}: an incremental model needs a known scope "
                                  f"({', '.join(changes.SCOPES)}) and `{INCREMENTAL_ONLY}` lines")
-            found[name] = Model(name, text, " ".join(comment), deps, params, scope, also)
+            view = layer == "staging" or bool(_VIEW.search(text))
+            if view and (params or also):
+                raise ValueError(f"{path}: a view takes no parameters and has no `also` rows")
+            found[name] = Model(name, text, " ".join(comment), deps, params, scope, also, view)
     return tuple(_ordered(found))
 
 
@@ -174,7 +189,7 @@ class Built:
     """What one build of a model did."""
 
     rows: int
-    mode: str  # "full", "incremental" or "unchanged"
+    mode: str  # "full", "incremental", "unchanged" or "view"
     version: int  # the change version its inputs were at
     refreshed: int = 0  # incremental: scope rows refreshed
     why: str = ""
@@ -194,12 +209,18 @@ def build(con: duckdb.DuckDBPyConnection, m: Model,
     bound = {p: values[p] for p in m.params}
     target = _input_version(con, m)
     mode, refreshed, why = "full", 0, "not incremental"
-    if m.scope is not None and not params:
+    if m.view:
+        mode, why = "view", "a view: read from its inputs as they are"
+    elif m.scope is not None and not params:
         mode, refreshed, why = _refresh(con, m, bound, target)
-    if mode == "full":
-        kind = "VIEW" if m.layer == "staging" else "TABLE"
-        _in_transaction(con, [(f"CREATE OR REPLACE {kind} {m.name} AS {m.statement(False)}",
-                               bound)])
+    if mode in ("full", "view"):
+        # a build file from before a model became a view (or stopped being one) holds the
+        # other kind of object under its name
+        other = "TABLE" if m.view else "VIEW"
+        drop: list[tuple[str, dict[str, object]]] = \
+            [(f"DROP {other} {m.name}", {})] if _exists(con, m.name, other) else []
+        _in_transaction(con, [*drop, (f"CREATE OR REPLACE {m.kind} {m.name} AS "
+                                      f"{m.statement(False)}", bound)])
     changes.set_model_version(con, m.name, target, m.sql_sha256)
     rows = int(scalar(con, f"SELECT count(*) FROM {m.name}") or 0)
     return Built(rows, mode, target, refreshed, why)
@@ -211,7 +232,7 @@ def _refresh(con: duckdb.DuckDBPyConnection, m: Model, bound: dict[str, object],
     scope rows, why): mode "full" when it has to be rebuilt whole instead."""
     assert m.scope is not None
     before = changes.model_version(con, m.name)
-    if before is None or not _exists(con, m.name):
+    if before is None or not _exists(con, m.name, "TABLE"):
         return "full", 0, "first build"
     if before[1] != m.sql_sha256:
         return "full", 0, "its SQL changed"
@@ -262,10 +283,13 @@ def _input_version(con: duckdb.DuckDBPyConnection, m: Model) -> int:
     return min(versions)
 
 
-def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+def _exists(con: duckdb.DuckDBPyConnection, name: str, kind: str) -> bool:
+    """Whether `name` exists as a TABLE or as a VIEW."""
     schema, table = name.split(".", 1)
-    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? "
-                            "AND table_name = ?", [schema, table]))
+    catalog_rows = "duckdb_tables() WHERE table_name" if kind == "TABLE" \
+        else "duckdb_views() WHERE view_name"
+    return bool(scalar(con, f"SELECT count(*) FROM {catalog_rows} = ? AND schema_name = ? "
+                            "AND database_name = current_database()", [table, schema]))
 
 
 def _in_transaction(con: duckdb.DuckDBPyConnection,

@@ -22,8 +22,9 @@ incremental run. So a new snapshot normally starts as a byte copy of the previou
 one this build file recorded publishing, whatever the link says, so a crash between the swap
 and the record costs nothing), and each mart is brought up to the build: an incremental
 model's rows in scope of the change versions since it was published are deleted and
-re-inserted (`warehouse.changes`, the same scopes the models refresh by), an unchanged one is
-left, the small roll-ups are written again. Every `FULL_EVERY`th publish, or when anything
+re-inserted (`warehouse.changes`, the same scopes the models refresh by; a mart that is a view
+in the build file selects them from its source), an unchanged one is left, the small roll-ups
+are written again. Every `FULL_EVERY`th publish, or when anything
 it relies on is missing, the snapshot is written from scratch, which also bounds the space
 deleted rows leave in a copied file.
 """
@@ -159,8 +160,10 @@ def _bring_up(con: duckdb.DuckDBPyConnection, alias: str, m: Model,
                               (f"{alias}.{m.name}", m.also) if m.also else None)
         run(con, f"DELETE FROM {alias}.{m.name} "
                  f"WHERE {changes.in_scope(m.scope, f'{alias}.{m.name}')}")
-        run(con, f"INSERT INTO {alias}.{m.name} SELECT * FROM {m.name} "
-                 f"WHERE {changes.in_scope(m.scope, m.name)}")
+        # a view's rows in scope are selected from its source (it has no rows of its own)
+        rows = f"BY NAME {m.statement(True)}" if m.view else \
+            f"SELECT * FROM {m.name} WHERE {changes.in_scope(m.scope, m.name)}"
+        run(con, f"INSERT INTO {alias}.{m.name} {rows}")
         return
     run(con, f"DROP TABLE IF EXISTS {alias}.{m.name}")
     run(con, f"CREATE TABLE {alias}.{m.name} AS SELECT * FROM {m.name}")

@@ -17,6 +17,7 @@ from warehouse.correlation.timeline import SettingsTimeline, Version, to_us
 from warehouse.correlation_settings import CorrelationSettings
 
 INCREMENTAL = [m for m in models.catalog() if m.scope is not None]
+REFRESHED = [m for m in INCREMENTAL if not m.view]  # a view has no rows of its own
 
 
 @pytest.fixture(autouse=True)
@@ -48,7 +49,7 @@ def _assert_equal_to_full(con: duckdb.DuckDBPyConnection) -> None:
 def test_every_incremental_model_equals_a_full_build_day_after_day(lake, tmp_path) -> None:
     _, files, days = lake_history(lake, 12_000, days=6, tenants=3, seed=11)
     timeline = SettingsTimeline()
-    modes: dict[str, set[str]] = {m.name: set() for m in INCREMENTAL}
+    modes: dict[str, set[str]] = {m.name: set() for m in REFRESHED}
     with build_store(tmp_path).writer() as con:
         for day in days:
             staging.load_day(con, lake, day, files)

@@ -61,10 +61,11 @@ def test_a_failing_blocking_check_stops_the_run_before_publishing(lake, monkeypa
     assert CliRunner().invoke(main, ["pipeline", "run"]).exit_code == 0
     settings = platform_settings()
     published = settings.resolved_warehouse_path.resolve()
-    # a duplicated row outside any later refresh's scope: the key check must catch it
+    # a duplicated row outside any later refresh's scope (in the table the mart is a view
+    # of): the mart's key check must catch it
     build = duckdb.connect(str(settings.data_dir / "pipeline" / "build.duckdb"))
-    build.execute("INSERT INTO marts.fct_incident_events SELECT * FROM marts.fct_incident_events"
-                  ).fetchall()
+    build.execute("INSERT INTO intermediate.int_event_decisions "
+                  "SELECT * FROM intermediate.int_event_decisions").fetchall()
     build.close()
     write(lake, [{"id": "e2", "t": at("12:00:00")}], first_seq=2, prefix="two")
     result = CliRunner().invoke(main, ["pipeline", "run"])

@@ -17,4 +17,4 @@ SELECT m.event_id, m.tenant_id, m.ingest_seq, m.incident_id, m.agg_key, m.dispos
 FROM corr.memberships m
 JOIN staging.stg_events e USING (event_id)
 LEFT JOIN merged g ON g.tenant_id = m.tenant_id AND g.arrival_seq = m.ingest_seq
-WHERE m.event_id IN (SELECT event_id FROM scope_events)  -- incremental only
+WHERE m.rowid IN (SELECT x.rowid FROM corr.memberships x JOIN scope_events s USING (event_id))  -- incremental only

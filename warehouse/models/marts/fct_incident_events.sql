@@ -1,6 +1,7 @@
 -- One row per event received, with the incident it joined and why (SEMANTICS.md
 -- "Every grouping decision is explainable").
 -- @incremental scope=events
+-- @view
 SELECT event_id, tenant_id, ingest_seq, day, received_at, event_time, occurred_at,
        source, source_fingerprint, asset, signature, severity, status, labels, delivery_id,
        disposition, incident_id, agg_key, rule,
@@ -28,4 +29,4 @@ SELECT event_id, tenant_id, ingest_seq, day, received_at, event_time, occurred_a
        gap_us / 1e6 AS gap_seconds, window_us / 1e6 AS window_seconds, settings_version,
        clock_skew, flap, new_alert, merged_incidents, is_duplicate, duplicate_of
 FROM intermediate.int_event_decisions
-WHERE event_id IN (SELECT event_id FROM scope_events)  -- incremental only
+WHERE rowid IN (SELECT x.rowid FROM intermediate.int_event_decisions x JOIN scope_events s USING (event_id))  -- incremental only
