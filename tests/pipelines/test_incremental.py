@@ -121,6 +121,7 @@ def test_a_recompute_interrupted_after_forgetting_is_finished_next_time(lake, tm
 
         with monkeypatch.context() as patch:
             patch.setattr(CorrelationState, "apply", crash)
+            patch.setattr(CorrelationState, "correlate_fresh", crash)  # fresh tenants' path
             with pytest.raises(KeyboardInterrupt):
                 incremental.correlate_staged(con, SettingsTimeline())
         step = incremental.correlate_staged(con, SettingsTimeline())
@@ -136,19 +137,53 @@ def test_a_step_interrupted_after_some_batches_stores_each_row_once(lake, tmp_pa
     table, files, days = lake_history(lake, 4_000, days=2, tenants=1, seed=17)
     with build_store(tmp_path).writer() as con:
         staging.load_days(con, lake, days, files)
-        applied = CorrelationState.apply
+        # the first slice is stored by the fresh tenants' path, the next ones by `apply`
+        stores = {"apply": CorrelationState.apply,
+                  "store_fresh": CorrelationState.store_fresh}
         calls = []
 
-        def dies_after_one(self, batch):
-            if calls:
-                raise KeyboardInterrupt
-            calls.append(batch.num_rows)
-            return applied(self, batch)
+        def dies_after_one(name):
+            def store(self, batch, *rest):
+                if calls:
+                    raise KeyboardInterrupt
+                calls.append(batch.num_rows)
+                return stores[name](self, batch, *rest)
+            return store
 
         with monkeypatch.context() as patch:
-            patch.setattr(CorrelationState, "apply", dies_after_one)
+            for name in stores:
+                patch.setattr(CorrelationState, name, dies_after_one(name))
             with pytest.raises(KeyboardInterrupt):
                 incremental.correlate_staged(con, SettingsTimeline(), batch_events=1_000)
         step = incremental.correlate_staged(con, SettingsTimeline(), batch_events=1_000)
         assert calls and step.events == 4_000 - calls[0] and step.recomputed == {}
+        _equal_to_full(con, table)
+
+
+@pytest.mark.parametrize(("batch_events", "fails"), [(1_000, 2), (5_000, 1)])
+def test_a_batch_stored_behind_the_engine_that_fails_fails_the_step(
+        lake, tmp_path, monkeypatch, batch_events, fails) -> None:
+    # Fresh tenants' batches are stored on a second connection while the engine computes the
+    # next one: a store that fails there fails the step (nothing of that batch is stored),
+    # also when it is the last one (5,000: one batch), and the next step applies exactly
+    # what is missing.
+    table, files, days = lake_history(lake, 4_000, days=2, tenants=3, seed=29)
+    with build_store(tmp_path).writer() as con:
+        staging.load_days(con, lake, days, files)
+        store_fresh = CorrelationState.store_fresh
+        stored: list[int] = []
+
+        def fails_at(self, batch, out):
+            if len(stored) + 1 == fails:
+                raise RuntimeError("disk full")
+            stored.append(batch.num_rows)
+            return store_fresh(self, batch, out)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(CorrelationState, "store_fresh", fails_at)
+            with pytest.raises(RuntimeError, match="disk full"):
+                incremental.correlate_staged(con, SettingsTimeline(), batch_events=batch_events)
+        assert con.execute("SELECT count(*) FROM corr.events").fetchall() == [(sum(stored),)]
+        step = incremental.correlate_staged(con, SettingsTimeline(), batch_events=batch_events)
+        assert step.events == 4_000 - sum(stored)
         _equal_to_full(con, table)

@@ -129,6 +129,33 @@ class CorrelationState:
             raise
         return applied
 
+    def correlate_fresh(self, batch: pa.Table) -> tuple[pa.Table, Correlation]:
+        """The engine's answer for a batch of tenants with nothing stored (R1: the other
+        tenants do not matter), without touching the database: `store_fresh` stores it. The
+        pipeline stores one batch on a second connection while the engine computes the next.
+        Returns the batch as stored and the answer."""
+        batch = conform(batch)
+        return batch, correlate(batch, self.timeline)
+
+    def store_fresh(self, batch: pa.Table, out: Correlation) -> Applied:
+        """Store `correlate_fresh`'s answer, in one transaction; its tenants must still have
+        nothing stored."""
+        _run(self.con, "BEGIN TRANSACTION")
+        try:
+            self.con.register("batch_tenants", batch.select(["tenant_id"]))
+            stored = self.con.execute(
+                f"SELECT count(*) FROM {SCHEMA}.events WHERE tenant_id IN "
+                "(SELECT tenant_id FROM batch_tenants)").fetchall()[0][0]
+            self.con.unregister("batch_tenants")
+            if stored:
+                raise ValueError("store_fresh: a tenant of the batch has stored events")
+            self._store(out, batch, region_ids=None, restart_rows=None)
+            _run(self.con, "COMMIT")
+        except BaseException:
+            _run(self.con, "ROLLBACK")
+            raise
+        return Applied(batch.num_rows, 0, 0, 0, out.slow_rows, out.replayed_rows)
+
     def _apply(self, batch: pa.Table, first_seq: int, fresh: bool) -> Applied:
         con = self.con
         if fresh:  # nothing stored of these tenants (R1: the others do not matter)
