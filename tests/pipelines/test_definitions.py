@@ -108,6 +108,25 @@ def test_key_check_fails_on_a_duplicate_key(lake, published) -> None:
     assert evaluation.metadata["failing_rows"].value == 1
 
 
+def test_key_violations_are_exact(tmp_path) -> None:
+    import duckdb
+
+    from pipelines.checks import key_violations
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT i::VARCHAR AS a, i % 7 AS b FROM range(50000) r(i)"
+                ).fetchall()
+
+    def violations(*columns: str) -> list[tuple[object, ...]]:
+        return sorted(con.execute(key_violations("t", columns)).fetchall(), key=str)
+
+    assert violations("a") == [] and violations("a", "b") == []
+    assert len(violations("b")) == 7  # every value of b repeats
+    con.execute("INSERT INTO t VALUES ('17', 3), (NULL, 1), ('x', NULL)").fetchall()
+    assert violations("a") == [("17", 2), (None, 1)]
+    assert violations("a", "b") == [("17", 3, 2), ("x", None, 1), (None, 1, 1)]
+
+
 def test_funnel_order_check_fails_when_alerts_exceed_events(lake) -> None:
     write(lake, [{"id": "e1", "t": at("10:00:00")}])
     run_once(echo=_quiet)
