@@ -20,8 +20,9 @@ node_keys AS (
     SELECT tenant_id, node_id, lower(split_part(computer_name, '.', 1)), 'short_name', 3
     FROM nodes WHERE computer_name LIKE '%.%'
 ),
-span AS (
+span AS (  -- only tenants with a node at risk can have a row
     SELECT tenant_id, max(day) AS last_day FROM intermediate.int_event_decisions
+    WHERE tenant_id IN (SELECT tenant_id FROM nodes WHERE critical_noncompliant_count > 0)
     GROUP BY tenant_id
 ),
 noisy AS (
