@@ -44,7 +44,7 @@ import duckdb
 
 from warehouse import changes
 from warehouse.files import fsync_path
-from warehouse.models import Model
+from warehouse.models import Model, build
 from warehouse.store import DUCKDB_CONFIG, run, scalar
 
 KEEP = 3
@@ -92,6 +92,9 @@ def publish(con: duckdb.DuckDBPyConnection, target: Path, marts: Sequence[Model]
     previous, copies = _previous(con)
     published = _published_versions(con) if previous else {}
     mode = "incremental" if previous else "full"
+    for m in marts:
+        if m.view:  # a view shows its source as it is now: record the version it is at
+            build(con, m)
     try:
         if previous:
             shutil.copyfile(previous, tmp)
