@@ -1,10 +1,10 @@
 """The SQL models, layered staging → intermediate → marts (STYLE.md §5), and how they build.
 
 Each model is one `SELECT` in `warehouse/models/<layer>/<name>.sql` whose leading `--` comment
-states its grain; it becomes `<layer>.<name>` in the build file (staging models are views,
-the rest tables). Its dependencies are the `<schema>.<table>` names it reads, so the build
-order and the Dagster asset graph come from the SQL itself. Parameters are bound (`$name`),
-never formatted into the text.
+states its grain; it becomes `<layer>.<name>` in the build file (staging models and marts
+marked `-- @view` are views, the rest tables). Its dependencies are the `<schema>.<table>`
+names it reads, so the build order and the Dagster asset graph come from the SQL itself.
+Parameters are bound (`$name`), never formatted into the text.
 
 Three inputs are written from Python because they come from outside DuckDB: the tenants
 (`staging.stg_tenants`, from the registry), their settings versions (`staging.stg_settings`)
