@@ -4,13 +4,21 @@
         [--only floor|engine] [--timeout 900] [--profile 30] [--json]
 
 For each size the history (`warehouse.correlation.synthetic.history`: 50 tenants, 30 days) is
-generated and written to a temporary Parquet file; neither is timed. Then, alternating so that
-noise on this shared 2-core machine hits both alike, `--repeat` times each:
+generated and written to a temporary directory of Parquet files, one per tenant in arrival
+order, as the lake keeps events by tenant; neither is timed. Then, alternating so that noise on
+this shared 2-core machine hits both alike, `--repeat` times each:
 
 - floor: in an in-memory DuckDB, `CREATE TABLE sorted AS SELECT * FROM read_parquet(…) ORDER BY
   tenant_id, asset, signature, occurred_at` (the issue's "plain DuckDB ORDER BY tenant, key,
   event time": read, sort and materialize every column; DuckDB uses every core);
-- engine: `pyarrow.parquet.read_table` then `correlate(table, defaults)`: reading is timed.
+- events_only: the engine without the R10 merge replay, otherwise as `engine`;
+- engine: `correlate_groups` with the default settings, a group of whole tenants at a time:
+  each group's files read, correlated, and its answer (incidents, explanations, lifecycle,
+  merge records) appended to Parquet files before the next group is read. Reading and
+  writing are timed; memory is the biggest group's, as in the pipeline;
+- one_table (only with `--only one_table`): `correlate()` of every event read at once, the
+  whole answer held in memory as one batch (the measurement before 2026-11-28: 8.2 GB at 10M,
+  the input alone 3 GB in Arrow).
 
 Every measurement runs in a fresh Python process (`--measure KIND PATH`, one JSON line out):
 its peak RSS (`VmHWM`; `ru_maxrss` would carry the parent's peak over) is then its own, and no
@@ -34,6 +42,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -80,7 +89,7 @@ def measure_floor(path: Path) -> dict[str, Any]:
         threads = con.execute("SELECT current_setting('threads')").fetchone()
         baseline = peak_rss_mb()
         start = time.perf_counter()
-        con.execute(FLOOR_SQL, [str(path)])
+        con.execute(FLOOR_SQL, [str(path / "*.parquet")])
         seconds = time.perf_counter() - start
         rows = con.execute("SELECT count(*) FROM sorted").fetchone()
     return {"seconds": seconds, "rows": rows[0] if rows else 0, "baseline_rss_mb": baseline,
@@ -94,8 +103,84 @@ def measure_events_only(path: Path) -> dict[str, Any]:
 
 def measure_engine(path: Path, profile_out: Path | None = None,
                    merges: bool = True) -> dict[str, Any]:
+    """The engine a group of tenants at a time, from the tenants' files to answer files."""
     import cProfile
 
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from warehouse.correlation.engine import FUNNEL_FIELDS, correlate_groups
+    from warehouse.correlation.timeline import SettingsTimeline
+    from warehouse.correlation_settings import CorrelationSettings
+
+    timeline = SettingsTimeline.constant(CorrelationSettings())
+    counts = {file.stem: pq.read_metadata(file).num_rows for file in path.glob("*.parquet")}
+
+    def read(tenants: list[str]) -> pa.Table:
+        return pa.concat_tables([pq.read_table(path / f"{t}.parquet") for t in tenants])
+
+    out = path.with_name(f"{path.name}-answers-{os.getpid()}")
+    profiler = cProfile.Profile() if profile_out else None
+    funnel = dict.fromkeys(FUNNEL_FIELDS, 0)
+    slow = replayed = incident_rows = 0
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    with AnswerFiles(out) as answers:
+        for _tenants, answer in correlate_groups(read, counts, timeline, merges=merges):
+            answers.write(answer)
+            for tenant_funnel in answer.funnel.values():
+                for name in FUNNEL_FIELDS:
+                    funnel[name] += tenant_funnel[name]
+            slow += answer.slow_rows
+            replayed += answer.replayed_rows
+            incident_rows += answer.incidents.num_rows
+            del answer
+    if profiler:
+        profiler.disable()
+    seconds = time.perf_counter() - start
+    written_mb = sum(f.stat().st_size for f in out.iterdir()) / 1e6
+    shutil.rmtree(out)
+    if profiler and profile_out:
+        profiler.dump_stats(profile_out)
+    return {"seconds": seconds, "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
+            "engine_digest": engine_digest(), "slow_rows": slow, "replayed_rows": replayed,
+            "incident_rows": incident_rows, "answer_mb": written_mb, "funnel": funnel}
+
+
+class AnswerFiles:
+    """The engine's answers appended group by group to one Parquet file per result table."""
+
+    TABLES = ("incidents", "memberships", "lifecycle", "merge_log")
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.writers: dict[str, Any] = {}
+
+    def __enter__(self) -> AnswerFiles:
+        import pyarrow.parquet as pq
+
+        from warehouse.correlation import engine
+
+        self.directory.mkdir()
+        schemas = {"incidents": engine.INCIDENTS, "memberships": engine.MEMBERSHIPS,
+                   "lifecycle": engine.LIFECYCLE, "merge_log": engine.MERGE_LOG}
+        self.writers = {name: pq.ParquetWriter(self.directory / f"{name}.parquet",
+                                               schemas[name]) for name in self.TABLES}
+        return self
+
+    def write(self, answer: Any) -> None:
+        for name in self.TABLES:
+            self.writers[name].write_table(getattr(answer, name))
+
+    def __exit__(self, *_: object) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+def measure_one_table(path: Path) -> dict[str, Any]:
+    """`correlate()` of every event at once, the whole answer held as one batch."""
     import pyarrow.parquet as pq
 
     from warehouse.correlation.engine import FUNNEL_FIELDS, correlate
@@ -103,17 +188,10 @@ def measure_engine(path: Path, profile_out: Path | None = None,
     from warehouse.correlation_settings import CorrelationSettings
 
     timeline = SettingsTimeline.constant(CorrelationSettings())
-    profiler = cProfile.Profile() if profile_out else None
     baseline = peak_rss_mb()
     start = time.perf_counter()
-    if profiler:
-        profiler.enable()
-    result = correlate(pq.read_table(path), timeline, merges=merges)
-    if profiler:
-        profiler.disable()
+    result = correlate(pq.read_table(path), timeline)
     seconds = time.perf_counter() - start
-    if profiler and profile_out:
-        profiler.dump_stats(profile_out)
     funnel = {name: sum(f[name] for f in result.funnel.values()) for name in FUNNEL_FIELDS}
     return {"seconds": seconds, "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
             "engine_digest": engine_digest(), "slow_rows": result.slow_rows,
@@ -175,7 +253,8 @@ def measure_incremental(path: Path) -> dict[str, Any]:
 
 
 MEASURES = {"floor": measure_floor, "engine": measure_engine,
-            "events_only": measure_events_only, "incremental": measure_incremental}
+            "events_only": measure_events_only, "one_table": measure_one_table,
+            "incremental": measure_incremental}
 
 
 def incremental_ready() -> bool:
@@ -236,7 +315,6 @@ def log(text: str) -> None:
 
 
 def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    import pyarrow.parquet as pq
 
     from warehouse.correlation.synthetic import describe, history
 
@@ -244,16 +322,18 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     table = history(n, days=args.days, tenants=args.tenants, seed=args.seed)
     generated = time.perf_counter() - started
     shape = describe(table)
-    path = tmp / f"history-{n}.parquet"
-    pq.write_table(table, path)
+    path = tmp / f"history-{n}"
+    write_by_tenant(table, path)
     del table
-    log(f"{n:,} events: generated in {generated:.1f} s, {path.stat().st_size / 1e6:.0f} MB "
-        f"of Parquet; {json.dumps(shape)}")
-    kinds = [k for k in ("floor", "events_only", "engine") if args.only in (None, k)]
+    parquet_mb = sum(f.stat().st_size for f in path.iterdir()) / 1e6
+    log(f"{n:,} events: generated in {generated:.1f} s, {parquet_mb:.0f} MB of Parquet; "
+        f"{json.dumps(shape)}")
+    kinds = [k for k in ("floor", "events_only", "engine", "one_table")
+             if args.only == k or (args.only is None and k != "one_table")]
     runs = alternate(kinds, args.repeat,
                      lambda kind, _i: run_child(kind, path, args.timeout))
     out: dict[str, Any] = {"events": n, "generate_seconds": generated,
-                           "parquet_mb": path.stat().st_size / 1e6, "history": shape,
+                           "parquet_mb": parquet_mb, "history": shape,
                            "runs": runs}
     if args.profile and args.only in (None, "engine"):
         out["profile"] = profile(path, args)
@@ -262,15 +342,30 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     else:
         out["incremental"] = {"skipped": "not asked for (--only)" if incremental_ready()
                               else "warehouse.correlation.state does not exist"}
-    path.unlink()
+    shutil.rmtree(path)
     return out
+
+
+def write_by_tenant(table: Any, path: Path) -> None:
+    """One Parquet file per tenant, `<tenant_id>.parquet`, its events in arrival order."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path.mkdir()
+    ordered = table.take(pc.sort_indices(table, [("tenant_id", "ascending"),
+                                                 ("ingest_seq", "ascending")]))
+    start = 0
+    counts = pc.value_counts(ordered.column("tenant_id")).to_pylist()
+    for item in sorted(counts, key=lambda c: c["values"]):
+        pq.write_table(ordered.slice(start, item["counts"]), path / f"{item['values']}.parquet")
+        start += item["counts"]
 
 
 def profile(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The engine once under cProfile: its costliest functions by cumulative time."""
     import pstats
 
-    stats_path = path.with_suffix(".prof")
+    stats_path = path.with_name(path.name + ".prof")
     log("  engine under cProfile ...")
     run_child("engine", path, args.timeout * 3, ["--profile-out", str(stats_path)])
     stats = pstats.Stats(str(stats_path))
@@ -336,6 +431,14 @@ def report(sizes: list[dict[str, Any]]) -> None:
             reduction = 1 - funnel["incidents"] / max(funnel["events_accepted"], 1)
             print(f"- {size['events']:,} events, funnel over all tenants: {shown}; "
                   f"noise reduction 1 − I/E_acc = {reduction:.1%}")
+        one_table = finished(size, "one_table")
+        if one_table:
+            cell, median = seconds_cell(size, "one_table")
+            floor_median = seconds_cell(size, "floor")[1]
+            ratio = f" = {median / floor_median:.1f}x floor" if median and floor_median else ""
+            print(f"- {size['events']:,} events, one_table (every event and the whole answer "
+                  f"in memory at once): {cell} s{ratio}, peak RSS "
+                  f"{max(r['peak_rss_mb'] for r in one_table):,.0f} MB")
         incremental = size["incremental"]
         engine_median = seconds_cell(size, "engine")[1]
         share = ""
@@ -360,7 +463,8 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--tenants", type=int, default=50)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=("floor", "events_only", "engine", "incremental"),
+    parser.add_argument("--only", choices=("floor", "events_only", "engine", "one_table",
+                                           "incremental"),
                         help="measure one kind only")
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds before one measurement is stopped")

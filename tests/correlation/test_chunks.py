@@ -3,9 +3,10 @@ the answer of one batch, order included."""
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from warehouse.correlation.engine import correlate
+from warehouse.correlation.engine import correlate, correlate_groups
 from warehouse.correlation.synthetic import history
 from warehouse.correlation.timeline import SettingsTimeline
 
@@ -30,3 +31,34 @@ def test_a_tenant_bigger_than_a_chunk_is_correlated_alone() -> None:
                   key=lambda c: c["counts"])
     chunked = correlate(table, SettingsTimeline(), chunk_events=biggest["counts"] - 1)
     assert chunked.incidents.equals(correlate(table, SettingsTimeline()).incidents)
+
+
+def test_groups_are_read_when_their_turn_comes_and_answer_for_their_tenants() -> None:
+    table = history(12_000, days=4, tenants=7, seed=31)
+    timeline = SettingsTimeline()
+    whole = correlate(table, timeline)
+    column = table.column("tenant_id")
+    counts = {c["values"]: c["counts"] for c in pc.value_counts(column).to_pylist()}
+    reads: list[list[str]] = []
+
+    def read(tenants: list[str]) -> pa.Table:
+        reads.append(tenants)
+        return table.filter(pc.is_in(column, pa.array(tenants)))
+
+    groups = correlate_groups(read, counts, timeline, chunk_events=2_500)
+    answered = []
+    for tenants, answer in groups:
+        assert reads[-1] == tenants  # the next group is not read before this one is answered
+        assert sum(counts[t] for t in tenants) <= 2_500 or len(tenants) == 1
+        mine = pa.array(tenants)
+        assert answer.incidents.equals(
+            whole.incidents.filter(pc.is_in(whole.incidents.column("tenant_id"), mine)))
+        assert answer.memberships.equals(
+            whole.memberships.filter(pc.is_in(whole.memberships.column("tenant_id"), mine)))
+        assert answer.funnel == {t: whole.funnel[t] for t in tenants}
+        answered += tenants
+    assert answered == sorted(counts) and len(reads) > 2
+
+
+def test_no_tenants_no_groups() -> None:
+    assert list(correlate_groups(lambda _t: pa.table({}), {}, SettingsTimeline())) == []

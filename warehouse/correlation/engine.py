@@ -10,7 +10,7 @@ results and runs it incrementally.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -143,19 +143,45 @@ def correlate(events: pa.Table, timeline: SettingsTimeline, as_of: int | None = 
     `merges=False` skips the R10 arrival replay: incidents and explanations are the same,
     merge records are missing (the benchmark uses it to show what the replay costs).
 
-    Tenants never interact (R1), so more than `chunk_events` events are correlated a group of
-    whole tenants at a time and the answers put together in the one-batch order: the working
+    More than `chunk_events` events are correlated a group of whole tenants at a time
+    (`correlate_groups`) and the answers put together in the one-batch order: the working
     arrays of ten million events at once needed 15 GB.
     """
-    groups = _tenant_groups(events, chunk_events or CHUNK_EVENTS)
-    with _no_cycle_collection():
-        if len(groups) > 1:
-            column = events.column("tenant_id")
-            return _combined([
-                _correlate(events.filter(pc.is_in(column, pa.array(group, pa.string()))),
-                           timeline, as_of, base_clock, quiet_below, merges)
-                for group in groups])
-        return _correlate(events, timeline, as_of, base_clock, quiet_below, merges)
+    limit = chunk_events or CHUNK_EVENTS
+    if events.num_rows <= limit:
+        with _no_cycle_collection():
+            return _correlate(events, timeline, as_of, base_clock, quiet_below, merges)
+    column = events.column("tenant_id")
+    counts = {c["values"]: c["counts"] for c in pc.value_counts(column).to_pylist()}
+
+    def read(tenants: list[str]) -> pa.Table:
+        return events.filter(pc.is_in(column, pa.array(tenants, pa.string())))
+
+    return _combined([answer for _tenants, answer in correlate_groups(
+        read, counts, timeline, as_of, base_clock, quiet_below, merges, limit)])
+
+
+def correlate_groups(read: Callable[[list[str]], pa.Table], counts: Mapping[str, int],
+                     timeline: SettingsTimeline, as_of: int | None = None,
+                     base_clock: dict[str, int] | None = None, quiet_below: int | None = None,
+                     merges: bool = True, chunk_events: int | None = None,
+                     ) -> Iterator[tuple[list[str], Correlation]]:
+    """The engine a group of whole tenants at a time: tenants never interact (R1), so each
+    group's answer is exactly the one-batch answer's rows of its tenants (its funnels, its
+    incidents, its explanations).
+
+    `counts` holds each tenant's number of events; tenants are packed in name order into
+    groups of at most `chunk_events` events (a bigger tenant alone), and `read(tenants)`
+    returns the events of a group when its turn comes. Yields each group's tenants and
+    answer. Memory is then that of the biggest group, not of every event and answer at once,
+    as long as the caller stores each answer and drops it (`bench/correlate` writes them to
+    Parquet; ten million events and their answers held at once needed 8 GB)."""
+    for tenants in _tenant_groups(counts, chunk_events or CHUNK_EVENTS):
+        events = read(tenants)
+        with _no_cycle_collection():
+            answer = _correlate(events, timeline, as_of, base_clock, quiet_below, merges)
+        del events
+        yield tenants, answer
 
 
 @contextmanager
@@ -176,21 +202,18 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _tenant_groups(events: pa.Table, limit: int) -> list[list[str]]:
+def _tenant_groups(counts: Mapping[str, int], limit: int) -> list[list[str]]:
     """Tenants in name order, packed into groups of at most `limit` events (a bigger tenant
     alone)."""
-    if events.num_rows <= limit:
-        return [[]]
-    counts = pc.value_counts(events.column("tenant_id")).to_pylist()
     groups: list[list[str]] = [[]]
     filled = 0
-    for item in sorted(counts, key=lambda c: c["values"]):
-        if groups[-1] and filled + item["counts"] > limit:
+    for tenant, n in sorted(counts.items()):
+        if groups[-1] and filled + n > limit:
             groups.append([])
             filled = 0
-        groups[-1].append(item["values"])
-        filled += item["counts"]
-    return groups
+        groups[-1].append(tenant)
+        filled += n
+    return groups if groups[0] else []
 
 
 def _combined(parts: list[Correlation]) -> Correlation:
