@@ -65,6 +65,16 @@ def _norm(array: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.utf8_lower(pc.utf8_trim_whitespace(pc.fill_null(array, "")))
 
 
+def in_arrival_order(table: pa.Table) -> pa.Table:
+    """The rows by ingest_seq (R14), then event_id; the table itself when they already are,
+    as a batch usually is (strictly increasing seqs are checked without sorting)."""
+    seq = table.column("ingest_seq").to_numpy()
+    if not len(seq) or bool(np.all(seq[1:] > seq[:-1])):
+        return table
+    return table.take(pc.sort_indices(table, [("ingest_seq", "ascending"),
+                                              ("event_id", "ascending")]))
+
+
 def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
     """R2, R9, R11 and the own key of every event.
 
@@ -72,9 +82,7 @@ def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
     an optional `stale_resolve` column (null = decide here) and an optional `context_only`
     column for rows read only as arrival history (they take no part in the event-time pass).
     """
-    order = pc.sort_indices(table, [("ingest_seq", "ascending"), ("event_id", "ascending")])
-    if not np.array_equal(order.to_numpy(), np.arange(len(order))):  # often in order already
-        table = table.take(order)
+    table = in_arrival_order(table)
     n_rows = table.num_rows
     forced_stale = (table.column("stale_resolve") if "stale_resolve" in table.column_names
                     else pa.nulls(n_rows, pa.bool_()))

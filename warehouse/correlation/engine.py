@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -19,7 +20,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from warehouse.correlation.admission import ADMITTED, DUPLICATE, TOO_LATE, Admission, admit
+from warehouse.correlation.admission import (
+    ADMITTED,
+    DUPLICATE,
+    TOO_LATE,
+    Admission,
+    admit,
+    in_arrival_order,
+)
 from warehouse.correlation.events import POINT, SEVERITIES
 from warehouse.correlation.merges import Merge, find_merges
 from warehouse.correlation.rules import (
@@ -171,17 +179,34 @@ def correlate_groups(read: Callable[[list[str]], pa.Table], counts: Mapping[str,
     incidents, its explanations).
 
     `counts` holds each tenant's number of events; tenants are packed in name order into
-    groups of at most `chunk_events` events (a bigger tenant alone), and `read(tenants)`
-    returns the events of a group when its turn comes. Yields each group's tenants and
-    answer. Memory is then that of the biggest group, not of every event and answer at once,
-    as long as the caller stores each answer and drops it (`bench/correlate` writes them to
-    Parquet; ten million events and their answers held at once needed 8 GB)."""
-    for tenants in _tenant_groups(counts, chunk_events or CHUNK_EVENTS):
-        events = read(tenants)
-        with _no_cycle_collection():
-            answer = _correlate(events, timeline, as_of, base_clock, quiet_below, merges)
-        del events
-        yield tenants, answer
+    groups of at most `chunk_events` events (a bigger tenant alone). `read(tenants)` returns
+    the events of a group; it is called on a helper thread, one call at a time, for the next
+    group while the engine (single-threaded Python) correlates this one, so reading and
+    decoding use the machine's other core. Yields each group's tenants and answer. Memory is
+    then that of the biggest group and the next group's events, not of every event and
+    answer at once, as long as the caller stores each answer and drops it (`bench/correlate`
+    writes them to Parquet; ten million events and their answers held at once needed 8 GB).
+    """
+    groups = _tenant_groups(counts, chunk_events or CHUNK_EVENTS)
+    with ThreadPoolExecutor(1, thread_name_prefix="aw-correlate-read") as reader:
+        def read_ahead(i: int) -> list[Future[pa.Table]]:  # group i's read, if there is one
+            return [reader.submit(_read_in_arrival_order, read, g) for g in groups[i:i + 1]]
+
+        ahead = read_ahead(0)
+        for i, tenants in enumerate(groups):
+            events = ahead.pop().result()
+            ahead = read_ahead(i + 1)
+            with _no_cycle_collection():
+                answer = _correlate(events, timeline, as_of, base_clock, quiet_below, merges)
+            del events
+            yield tenants, answer
+
+
+def _read_in_arrival_order(read: Callable[[list[str]], pa.Table], tenants: list[str]
+                           ) -> pa.Table:
+    """A group's events sorted where they are read, so the rows as read are dropped before the
+    engine works on them."""
+    return in_arrival_order(read(tenants))
 
 
 @contextmanager
