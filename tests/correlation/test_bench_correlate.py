@@ -46,4 +46,7 @@ def test_answer_files_hold_the_whole_answer(tmp_path: Path) -> None:
     incidents = pq.read_table(tmp_path / "answers" / "incidents.parquet")
     assert incidents.sort_by("incident_id").equals(whole.incidents.sort_by("incident_id"))
     merge_log = pq.read_table(tmp_path / "answers" / "merge_log.parquet")
-    assert merge_log.num_rows == whole.merge_log.num_rows
+    assert whole.merge_log.num_rows > 0
+    assert merge_log.sort_by("arrival_seq").equals(whole.merge_log)
+    lifecycle = pq.read_table(tmp_path / "answers" / "lifecycle.parquet")
+    assert lifecycle.sort_by("incident_id").equals(whole.lifecycle.sort_by("incident_id"))

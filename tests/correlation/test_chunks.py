@@ -33,7 +33,7 @@ def test_a_tenant_bigger_than_a_chunk_is_correlated_alone() -> None:
     assert chunked.incidents.equals(correlate(table, SettingsTimeline()).incidents)
 
 
-def test_groups_are_read_when_their_turn_comes_and_answer_for_their_tenants() -> None:
+def test_groups_are_read_one_ahead_and_answer_for_their_tenants() -> None:
     table = history(12_000, days=4, tenants=7, seed=31)
     timeline = SettingsTimeline()
     whole = correlate(table, timeline)
