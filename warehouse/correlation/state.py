@@ -173,9 +173,14 @@ class CorrelationState:
         }))
         con.register("incoming", batch)
         _run(con, "CREATE OR REPLACE TEMP TABLE b_info AS SELECT * FROM info")
-        # labels matter to the engine only as key fields (R4); unread, they cost a third of
-        # reading the stored rows back
-        read = "*" if self._label_keys() else "* REPLACE (NULL::MAP(VARCHAR, VARCHAR) AS labels)"
+        # only what the engine and the restart rows read: not the stored lookup strings
+        # (alert, delivery, body), and labels only as key fields (R4); unread, labels cost a
+        # third of reading the stored rows back
+        read = ", ".join(
+            "NULL::MAP(VARCHAR, VARCHAR) AS labels"
+            if name == "labels" and not self._label_keys() else name
+            for name in [*EVENTS.names[:-1], "fate", "stale_resolve", "agg_key",
+                         "event_time_us"])
         for sql in _TOUCHED:
             _run(con, sql.format(read=read))
         context = con.sql(_INPUT).to_arrow_table()
@@ -217,7 +222,8 @@ class CorrelationState:
             _run(con, f"INSERT INTO {SCHEMA}.changed_events SELECT event_id FROM memberships")
         else:
             assert restart_rows is not None
-            self._store_changed(region_ids, restart_rows)
+            self._store_changed(region_ids, restart_rows,
+                                pc.min(batch.column("ingest_seq")).as_py())
         _run(con, f"""INSERT INTO {SCHEMA}.incidents BY NAME
                         SELECT * FROM live JOIN lifecycle USING (incident_id)""")
         # labels are read back only as key fields (R4); without a settings version keyed by
@@ -248,7 +254,8 @@ class CorrelationState:
                 FROM memberships
             ) GROUP BY tenant_id""")
 
-    def _store_changed(self, region_ids: pa.Table, restart_rows: pa.Table) -> None:
+    def _store_changed(self, region_ids: pa.Table, restart_rows: pa.Table,
+                       first_seq: int) -> None:
         """Store the explanations of a re-walked region (and the batch) that are new or differ
         from the stored ones, and record their events as changed for the incremental models
         (warehouse.changes), in the batch's own transaction. Most of a region comes out as it
@@ -268,11 +275,17 @@ class CorrelationState:
                                          CASE WHEN g.event_id IS NULL THEN m.gap_us
                                               ELSE g.gap_us END AS gap_us)
                      FROM memberships m LEFT JOIN restart_rows g USING (event_id)""")
-        _run(con, f"""CREATE OR REPLACE TEMP TABLE changed AS
-                      SELECT * FROM fresh EXCEPT
-                      SELECT * FROM {SCHEMA}.memberships WHERE rowid IN (
-                          SELECT rowid FROM {SCHEMA}.memberships
-                          WHERE event_id IN (SELECT event_id FROM region_ids))""")
+        # the batch's explanations are all new (its rows come after every stored one of its
+        # tenants, and the region holds only those tenants' keys); only the region's are
+        # compared with the stored ones
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE changed AS
+                        SELECT * FROM fresh WHERE ingest_seq >= $first_seq
+                        UNION ALL (
+                        SELECT * FROM fresh WHERE ingest_seq < $first_seq EXCEPT
+                        SELECT * FROM {SCHEMA}.memberships WHERE rowid IN (
+                            SELECT rowid FROM {SCHEMA}.memberships
+                            WHERE event_id IN (SELECT event_id FROM region_ids)))""",
+                    {"first_seq": first_seq}).fetchall()
         _run(con, f"DELETE FROM {SCHEMA}.memberships WHERE event_id IN "
                     "(SELECT event_id FROM changed)")
         _run(con, f"INSERT INTO {SCHEMA}.memberships SELECT * FROM changed")
@@ -424,8 +437,8 @@ _TOUCHED = [
             WHERE rn = 1) r USING (agg_key)""",
     # stored rows recomputed: the touched keys from their restart, and orphan resolves of
     # their alerts (a late firing can make one effective)
-    # (found by row id first, then read whole: reading every column of every stored event
-    # to keep a few percent of them costs three times as much)
+    # (found by row id first, then read: reading the columns of every stored event to keep a
+    # few percent of them costs three times as much)
     f"""CREATE OR REPLACE TEMP TABLE region AS
         SELECT {{read}} FROM {SCHEMA}.events WHERE rowid IN (
             SELECT e.rowid FROM {SCHEMA}.events e JOIN restart r USING (agg_key)
