@@ -4,9 +4,10 @@
         [--only floor|full|incremental] [--timeout 3600] [--json]
 
 For each size the history (`warehouse.correlation.synthetic.history`: 50 tenants, 30 days) is
-generated, written to a Parquet file (for the floor) and into a fresh lake as the flusher
-would (one file per tenant and receive day; `warehouse.synthetic_lake`); none of it is
-timed. Then, each in a fresh process (peak RSS its own), alternating `--repeat` times:
+generated, written as one Parquet file per tenant (for the floor, as `bench.correlate`
+measures it) and into a fresh lake as the flusher would (one file per tenant and receive
+day; `warehouse.synthetic_lake`); none of it is timed. Then, each in a fresh process (peak
+RSS its own), alternating `--repeat` times:
 
 - floor: the sort floor of `bench.correlate` (DuckDB `ORDER BY tenant, asset, signature,
   event time` of the same events, materialized);
@@ -32,7 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.correlate import alternate, log, machine_busy_seconds, measure_floor, peak_rss_mb
+from bench.correlate import (
+    alternate,
+    log,
+    machine_busy_seconds,
+    measure_floor,
+    peak_rss_mb,
+    write_by_tenant,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,19 +129,24 @@ def run_child(kind: str, args: list[str], timeout: float) -> dict[str, Any]:
     return result
 
 
-def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
-    from warehouse.correlation.synthetic import history
+def write_inputs(table: Any, tmp: Path, n: int) -> tuple[Path, Path, int]:
+    """The floor's input (one Parquet file per tenant, read by `measure_floor`) and the lake
+    the pipeline stages (as the flusher writes it); returns both and the lake's file count."""
     from warehouse.lake import open_lake
     from warehouse.synthetic_lake import write_events
 
+    history = tmp / f"history-{n}"
+    write_by_tenant(table, history)
+    lake_dir = tmp / f"lake-{n}"
+    return history, lake_dir, write_events(open_lake(str(lake_dir)), table)
+
+
+def run_size(n: int, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from warehouse.correlation.synthetic import history
+
     started = time.perf_counter()
     table = history(n, days=args.days, tenants=args.tenants, seed=args.seed)
-    parquet = tmp / f"history-{n}.parquet"
-    pq.write_table(table, parquet)
-    lake_dir = tmp / f"lake-{n}"
-    files = write_events(open_lake(str(lake_dir)), table)
+    parquet, lake_dir, files = write_inputs(table, tmp, n)
     del table
     log(f"{n:,} events: history and lake ({files} files) in "
         f"{time.perf_counter() - started:.1f} s")
