@@ -22,8 +22,9 @@ this shared 2-core machine hits both alike, `--repeat` times each:
   the input alone 3 GB in Arrow).
 
 Every measurement runs in a fresh Python process (`--measure KIND PATH`, one JSON line out):
-its peak RSS (`VmHWM`; `ru_maxrss` would carry the parent's peak over) is then its own, and no
-run inherits another's heap. The clock starts after the imports; the source digest of the
+its peak RSS (`VmHWM`; `ru_maxrss` would carry the parent's peak over) is then its own (plus
+the peak of the replay helper process the engine starts on the other core: `peak_rss_mb`), and
+no run inherits another's heap. The clock starts after the imports; the source digest of the
 engine's modules is recorded with each run, and the report warns when it changed between runs
 (another engineer editing the engine mid-benchmark). Reported: min and median wall seconds,
 engine/floor ratio of the medians, peak RSS, the engine's `slow_rows` (walked because an
@@ -66,10 +67,14 @@ FUNNEL_SHOWN = ("events_accepted", "duplicates", "alerts", "incidents", "too_lat
 
 
 def peak_rss_mb() -> float:
-    """This process's peak RSS. Not `ru_maxrss`: Linux carries it over from the parent across
-    fork and exec, so a child of a large parent would report the parent's peak."""
+    """This process's peak RSS, plus that of the engine's replay helper process when it
+    started one (`warehouse.correlation.helper`; the sum of two peaks, an upper bound of the
+    two together). Not `ru_maxrss`: Linux carries it over from the parent across fork and
+    exec, so a child of a large parent would report the parent's peak."""
     status = Path("/proc/self/status").read_text()
-    return int(status.split("VmHWM:", 1)[1].split()[0]) / 1024  # kB
+    own = int(status.split("VmHWM:", 1)[1].split()[0]) / 1024  # kB
+    helper = sys.modules.get("warehouse.correlation.helper")  # not imported by the floor
+    return own + (helper.helper_peak_rss_mb() if helper else 0.0)
 
 
 def engine_digest() -> str:

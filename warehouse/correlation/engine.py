@@ -182,7 +182,8 @@ def correlate_groups(read: Callable[[list[str]], pa.Table], counts: Mapping[str,
     groups of at most `chunk_events` events (a bigger tenant alone). `read(tenants)` returns
     the events of a group; it is called on a helper thread, one call at a time, for the next
     group while the engine (single-threaded Python) correlates this one, so reading and
-    decoding use the machine's other core. Yields each group's tenants and answer. Memory is
+    decoding use the machine's other core (as does the merge replay's helper process:
+    `helper.py`). Yields each group's tenants and answer. Memory is
     then that of the biggest group and the next group's events, not of every event and
     answer at once, as long as the caller stores each answer and drops it (`bench/correlate`
     writes them to Parquet; ten million events and their answers held at once needed 8 GB).

@@ -40,6 +40,10 @@ restartable incident of a single-key component in the end (a stretch start, or a
 incident: `sequential`), the rows below it are final, so they are dropped with the walks
 that have not passed them, and a walk restarts empty there if none is left (rows before it
 are never walked). Rows after a component's last late arrival are not walked at all.
+Components never interact, so each is replayed on its own from a self-contained job (`_Job`,
+its rows numbered locally), and `helper.replay_all` gives a share of them to a helper process
+on the machine's other core.
+
 Where the replay's time goes now: arrivals whose effect does not settle within
 `Replay.SPANS` (a shifted cap boundary changes every incident to the end of its stretch)
 take the exact path, which walks every row after them (twice, unless the other walk is
@@ -54,6 +58,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from warehouse.correlation.admission import ADMITTED, Admission
 from warehouse.correlation.events import RESOLVED, SEVERITIES
@@ -71,26 +76,28 @@ class Merge:
 
 
 class _Context:
-    """What a snapshot record needs beyond the walk: names, thresholds, version labels."""
+    """What a snapshot record needs beyond the walk, for one component's rows (local row
+    numbers): event ids, settings versions, the tenant, key names, thresholds, labels."""
 
-    def __init__(self, adm: Admission, timeline: SettingsTimeline) -> None:
-        self.adm = adm
-        self.event_ids = adm.table.column("event_id")
-        self.threshold = np.array([v.settings.threshold for v in timeline.versions])
-        self.labels = [v.label for v in timeline.versions]
+    def __init__(self, job: _Job) -> None:
+        self.event_ids = job.event_ids
+        self.version = job.version
+        self.tenant = job.tenant
+        self.keys = job.keys
+        self.threshold = job.threshold
+        self.labels = job.labels
 
     def visible(self, inc: Inc, r: Rows) -> bool:
-        return inc.counted >= self.threshold[self.adm.version[r.rows[inc.first]]]
+        return inc.counted >= self.threshold[self.version[r.rows[inc.first]]]
 
     def thresholded(self, inc: Inc, r: Rows) -> bool:
         """Whether `inc` needs more than its first event to be visible (R13)."""
-        return bool(self.threshold[self.adm.version[r.rows[inc.first]]] > 1)
+        return bool(self.threshold[self.version[r.rows[inc.first]]] > 1)
 
     def record(self, inc: Inc, walk: SequentialPass, clock: int) -> dict[str, object]:
         """`inc` as a row of INCIDENTS at `clock`, as the model's `_record` makes it."""
-        adm, r = self.adm, walk.r
+        r = walk.r
         first = r.rows[inc.first]
-        tenant = adm.tenants[adm.tenant[first]]
         severity = inc.severity(r)
         status, resolved_at = status_of(*(np.array([v]) for v in (
             len(inc.occs), inc.resolved, inc.last_resolve(), inc.open_until(), inc.last,
@@ -99,8 +106,8 @@ class _Context:
         if inc.linked_to >= 0:
             linked = self.incident_id(walk.incidents[inc.linked_to], walk)
         return {
-            "incident_id": self.incident_id(inc, walk), "tenant_id": tenant,
-            "agg_key": adm.keys[inc.key].as_py(), "first_seen": _dt(inc.first_time),
+            "incident_id": self.incident_id(inc, walk), "tenant_id": self.tenant,
+            "agg_key": self.keys[inc.key], "first_seen": _dt(inc.first_time),
             "last_activity": _dt(inc.last),
             "resolved_at": None if resolved_at[0] == NONE else _dt(int(resolved_at[0])),
             "status": STATUSES[int(status[0])],
@@ -108,14 +115,13 @@ class _Context:
             "event_count": len(inc.rows), "alert_count": len(inc.occs) + inc.points,
             "flap_count": inc.flaps, "merged_into": None, "linked_to": linked,
             "visible": True, "missing_asset": inc.missing,
-            "settings_version": self.labels[adm.version[first]],
+            "settings_version": self.labels[self.version[first]],
             "first_event_id": self.event_ids[first].as_py(),
         }
 
     def incident_id(self, inc: Inc, walk: SequentialPass) -> str:
         first = walk.r.rows[inc.first]
-        tenant = self.adm.tenants[self.adm.tenant[first]]
-        text = f"{tenant}\x00{self.adm.keys[inc.key].as_py()}\x00{self.event_ids[first].as_py()}"
+        text = f"{self.tenant}\x00{self.keys[inc.key]}\x00{self.event_ids[first].as_py()}"
         return "inc_" + hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -581,12 +587,43 @@ def _components(adm: Admission, rows: np.ndarray) -> np.ndarray:
     return np.array([find(k) for k in key.tolist()], np.int64)
 
 
+@dataclass
+class _Job:
+    """One component's replay with everything it reads, its rows numbered locally in arrival
+    order: self-contained, so that the replay helper process (`helper.py`) can take it."""
+
+    columns: dict[str, np.ndarray]  # `_columns` at the component's rows
+    late: np.ndarray  # arrived after a row of its component ranked above it, in this run
+    opens: np.ndarray  # opens a restartable incident of its key in the end
+    earlier: np.ndarray  # arrived in an earlier run: loaded as state, never looked at again
+    clock: np.ndarray  # the tenant clock before its arrival (`_clocks_before`)
+    event_ids: pa.Array
+    version: np.ndarray  # settings version of each row
+    tenant: str
+    keys: dict[int, str]  # agg_key of each key code of the component
+    threshold: np.ndarray  # R13 N of each settings version
+    labels: list[str]  # of each settings version
+
+    @property
+    def size(self) -> int:
+        return len(self.late)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled (for the helper) with its own rows only: numpy slices copy just their
+        rows, an Arrow slice would carry every event id of the group."""
+        return {**self.__dict__, "event_ids": pa.concat_arrays([self.event_ids])}
+
+
 def find_merges(adm: Admission, timeline: SettingsTimeline, et: EventTime, as_of: int | None,
                 base_clock: np.ndarray, quiet_below: int | None = None,
                 ) -> tuple[list[Merge], int]:
     """Merge records of every key with late arrivals, and how many rows were replayed.
     Rows with `ingest_seq < quiet_below` arrived in an earlier run: they are loaded as the
-    state before this run's arrivals, without looking for merges again."""
+    state before this run's arrivals, without looking for merges again. Components are
+    replayed independently, a share of them in the helper process when there are many rows
+    (`helper.replay_all`)."""
+    from warehouse.correlation.helper import replay_all
+
     rows = np.flatnonzero((adm.fate == ADMITTED) & ~adm.stale_resolve & ~adm.context)
     if not len(rows):
         return [], 0
@@ -601,55 +638,86 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, et: EventTime, as_of
     if not len(candidates):
         return [], 0
     clock = _clocks_before(adm, as_of, base_clock)
-    context = _Context(adm, timeline)
     columns = _columns(adm, timeline)
-    merges: list[Merge] = []
-    replayed = 0
-    by_component = np.argsort(component, kind="stable")  # rows stay in arrival order
+    event_ids = adm.table.column("event_id").combine_chunks()
+    threshold = np.array([v.settings.threshold for v in timeline.versions])
+    labels = [v.label for v in timeline.versions]
     # rows that open a restartable incident of their key in the end: restart points
     opens = np.zeros(len(adm.seq), bool)
     opens[et.incidents.first_row[et.incidents.restartable]] = True
-    bounds = np.searchsorted(component[by_component], candidates)
-    ends = np.searchsorted(component[by_component], candidates, side="right")
-    for lo, hi in zip(bounds.tolist(), ends.tolist(), strict=True):
-        index = rows[by_component[lo:hi]]
-        seqs, times = adm.seq[index], adm.time[index]
-        earlier = seqs < quiet_below if quiet_below is not None else np.zeros(len(index), bool)
-        # earlier rows first, in event-time order (never late, never a merge), then arrivals
-        sequence = np.concatenate([np.flatnonzero(earlier)[np.lexsort((seqs[earlier],
-                                                                       times[earlier]))],
-                                   np.flatnonzero(~earlier)])
-        # nothing after the last late arrival can merge: those rows are not walked
-        arrived_late = late[by_component[lo:hi]][sequence]
-        sequence = sequence[:int(np.flatnonzero(arrived_late)[-1]) + 1]
-        by_rank = np.lexsort((seqs, times))
-        rank = np.empty(len(index), np.int64)
-        rank[by_rank] = np.arange(len(index))
-        # the lowest (time, seq) rank of the arrivals after each one: rows above it are the
-        # only ones a later arrival can rewind over, so the only ones whose changes are logged
-        horizon = np.append(np.minimum.accumulate(rank[sequence][::-1])[::-1][1:], len(index))
-        starts = None
-        keys = adm.key[index]
-        if (keys == keys[0]).all():  # one key: its restart points in the end, by rank
-            starts = np.sort(rank[opens[index]]).tolist()
-        replay = Replay(Rows.take(index, **columns), context, by_rank.tolist(), starts)
-        clocks = np.where(earlier, NONE, clock[index])[sequence]
-        # a row that is not late comes after every row arrived before it in (event time,
-        # ingest_seq) order: it only joins the arrived rows (`Replay.arrive`), so runs of
-        # them are appended at once and only the late ones are taken one by one
-        entries = list(zip(times[sequence].tolist(), seqs[sequence].tolist(),
-                           sequence.tolist(), strict=True))
-        done = 0
-        for k in np.flatnonzero(arrived_late[:len(sequence)]).tolist():
-            replay.order.extend(entries[done:k])
-            local = entries[k][2]
-            found = replay.arrive(local, int(clocks[k]), int(horizon[k]))
-            for merge in found:
-                merge.arrival_seq = int(seqs[local])
-            merges.extend(found)
-            done = k + 1
-        replayed += replay.replayed
+    # the candidates' rows, a component after another, each in arrival order
+    by_component = np.argsort(component, kind="stable")
+    picked = by_component[np.isin(component[by_component], candidates)]
+    index = rows[picked]
+    bounds = np.flatnonzero(np.diff(component[picked])) + 1
+    picked_columns = {name: values[index] for name, values in columns.items()}
+    picked_late, picked_opens, picked_clock = late[picked], opens[index], clock[index]
+    picked_ids = event_ids.take(pa.array(index))
+    picked_version, picked_tenant = adm.version[index], adm.tenant[index]
+    picked_earlier = (adm.seq[index] < quiet_below if quiet_below is not None
+                      else np.zeros(len(index), bool))
+    picked_keys = np.unique(picked_columns["key"])
+    key_names = dict(zip(picked_keys.tolist(),
+                         adm.keys.take(pa.array(picked_keys)).to_pylist(), strict=True))
+    jobs = []
+    for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), len(index)], strict=True):
+        keys = np.unique(picked_columns["key"][lo:hi]).tolist()
+        jobs.append(_Job(
+            columns={name: values[lo:hi] for name, values in picked_columns.items()},
+            late=picked_late[lo:hi], opens=picked_opens[lo:hi], earlier=picked_earlier[lo:hi],
+            clock=picked_clock[lo:hi], event_ids=picked_ids.slice(lo, hi - lo),
+            version=picked_version[lo:hi], tenant=adm.tenants[picked_tenant[lo]],
+            keys={key: key_names[key] for key in keys},
+            threshold=threshold, labels=labels))
+    merges: list[Merge] = []
+    replayed = 0
+    for found, rows_replayed in replay_all(jobs):
+        merges.extend(found)
+        replayed += rows_replayed
     return merges, replayed
+
+
+def replay(job: _Job) -> tuple[list[Merge], int]:
+    """One component's merge records (in arrival order) and how many rows were replayed."""
+    seqs, times = job.columns["seq"], job.columns["time"]
+    earlier = job.earlier
+    # earlier rows first, in event-time order (never late, never a merge), then arrivals
+    sequence = np.concatenate([np.flatnonzero(earlier)[np.lexsort((seqs[earlier],
+                                                                   times[earlier]))],
+                               np.flatnonzero(~earlier)])
+    # nothing after the last late arrival can merge: those rows are not walked
+    arrived_late = job.late[sequence]
+    sequence = sequence[:int(np.flatnonzero(arrived_late)[-1]) + 1]
+    by_rank = np.lexsort((seqs, times))
+    rank = np.empty(job.size, np.int64)
+    rank[by_rank] = np.arange(job.size)
+    # the lowest (time, seq) rank of the arrivals after each one: rows above it are the only
+    # ones a later arrival can rewind over, so the only ones whose changes are logged
+    horizon = np.append(np.minimum.accumulate(rank[sequence][::-1])[::-1][1:], job.size)
+    starts = None
+    keys = job.columns["key"]
+    if (keys == keys[0]).all():  # one key: its restart points in the end, by rank
+        starts = np.sort(rank[job.opens]).tolist()
+    rows = Rows(rows=list(range(job.size)),
+                **{name: values.tolist() for name, values in job.columns.items()})
+    component = Replay(rows, _Context(job), by_rank.tolist(), starts)
+    clocks = np.where(earlier, NONE, job.clock)[sequence]
+    # a row that is not late comes after every row arrived before it in (event time,
+    # ingest_seq) order: it only joins the arrived rows (`Replay.arrive`), so runs of them
+    # are appended at once and only the late ones are taken one by one
+    entries = list(zip(times[sequence].tolist(), seqs[sequence].tolist(), sequence.tolist(),
+                       strict=True))
+    merges: list[Merge] = []
+    done = 0
+    for k in np.flatnonzero(arrived_late[:len(sequence)]).tolist():
+        component.order.extend(entries[done:k])
+        local = entries[k][2]
+        found = component.arrive(local, int(clocks[k]), int(horizon[k]))
+        for merge in found:
+            merge.arrival_seq = int(seqs[local])
+        merges.extend(found)
+        done = k + 1
+    return merges, component.replayed
 
 
 def _columns(adm: Admission, timeline: SettingsTimeline) -> dict[str, np.ndarray]:
