@@ -72,9 +72,13 @@ def peak_rss_mb() -> float:
     two together). Not `ru_maxrss`: Linux carries it over from the parent across fork and
     exec, so a child of a large parent would report the parent's peak."""
     status = Path("/proc/self/status").read_text()
-    own = int(status.split("VmHWM:", 1)[1].split()[0]) / 1024  # kB
+    return int(status.split("VmHWM:", 1)[1].split()[0]) / 1024 + helper_peak_rss_mb()  # kB
+
+
+def helper_peak_rss_mb() -> float:
+    """The peak RSS of the engine's replay helper process, 0 when none was started."""
     helper = sys.modules.get("warehouse.correlation.helper")  # not imported by the floor
-    return own + (helper.helper_peak_rss_mb() if helper else 0.0)
+    return helper.helper_peak_rss_mb() if helper else 0.0
 
 
 def engine_digest() -> str:
@@ -152,7 +156,8 @@ def measure_engine(path: Path, profile_out: Path | None = None,
     if profiler and profile_out:
         profiler.dump_stats(profile_out)
     return {"seconds": seconds, "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
-            "engine_digest": engine_digest(), "slow_rows": slow, "replayed_rows": replayed,
+            "helper_peak_rss_mb": helper_peak_rss_mb(), "engine_digest": engine_digest(),
+            "slow_rows": slow, "replayed_rows": replayed,
             "incident_rows": incident_rows, "answer_mb": written_mb, "funnel": funnel}
 
 
@@ -218,7 +223,8 @@ def measure_one_table(path: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     funnel = {name: sum(f[name] for f in result.funnel.values()) for name in FUNNEL_FIELDS}
     return {"seconds": seconds, "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
-            "engine_digest": engine_digest(), "slow_rows": result.slow_rows,
+            "helper_peak_rss_mb": helper_peak_rss_mb(), "engine_digest": engine_digest(),
+            "slow_rows": result.slow_rows,
             "replayed_rows": result.replayed_rows, "incident_rows": result.incidents.num_rows,
             "funnel": funnel}
 

@@ -35,6 +35,7 @@ from typing import Any
 
 from bench.correlate import (
     alternate,
+    helper_peak_rss_mb,
     log,
     machine_busy_seconds,
     measure_floor,
@@ -85,7 +86,7 @@ def measure_full(lake_dir: Path, data_dir: Path) -> dict[str, Any]:
     baseline = peak_rss_mb()
     seconds, detail = _timed_run()
     return {"seconds": seconds, "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
-            **detail}
+            "helper_peak_rss_mb": helper_peak_rss_mb(), **detail}
 
 
 def measure_incremental(lake_dir: Path, data_dir: Path) -> dict[str, Any]:
@@ -111,7 +112,8 @@ def measure_incremental(lake_dir: Path, data_dir: Path) -> dict[str, Any]:
     baseline = peak_rss_mb()
     seconds, detail = _timed_run()
     return {"seconds": seconds, "history_seconds": history_seconds, "day": last,
-            "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(), **detail}
+            "baseline_rss_mb": baseline, "peak_rss_mb": peak_rss_mb(),
+            "helper_peak_rss_mb": helper_peak_rss_mb(), **detail}
 
 
 def run_child(kind: str, args: list[str], timeout: float) -> dict[str, Any]:
