@@ -1,18 +1,20 @@
-"""The merge replay on both cores: a helper process replays some components while this one
-replays the others.
+"""The engine's sequential walks on both cores: a helper process walks some while this one
+walks the others.
 
-The replay (`merges.py`) walks each component (a key, or keys joined by an alert) in plain
-Python, one row after another: it holds the GIL, so threads would not help, and at ten million
-events it was two thirds of the engine's time while the machine's other core sat idle (DuckDB's
-sort floor uses both). Components are independent and each replay is deterministic, so where
-it runs changes nothing in the answer.
+Two parts of the engine walk rows one after another in plain Python: the merge replay
+(`merges.py`, one job per component: a key, or keys joined by an alert) and the stretches
+where an incident reaches its cap (`sessions.walk_stretch`). They hold the GIL, so threads
+would not help, and at ten million events they were most of the engine's time while the
+machine's other core sat idle (DuckDB's sort floor uses both). The jobs are independent and
+each is deterministic, so where one runs changes nothing in the answer.
 
 The helper is one process per Python process, started (spawned, not forked: the engine's
-caller may hold threads and DuckDB or Arrow locks) the first time a replay has at least
-`HELPER_ROWS` rows, and kept for later ones (a pipeline correlates tenant groups one after
-another; starting it costs a second of imports, on the other core). It runs with the cycle
-collector off, as the engine does (`engine._no_cycle_collection`). A process that forked
-after starting one starts its own. If the helper dies, its jobs are replayed here.
+caller may hold threads and DuckDB or Arrow locks) the first time a batch of jobs has at
+least `HELPER_ROWS` rows, and kept for later ones (a pipeline correlates tenant groups one
+after another; starting it costs a second of imports, on the other core). It runs with the
+cycle collector off, as the engine does (`engine._no_cycle_collection`), and ignores Ctrl-C
+(its caller stops it), and exits when its caller is gone (killed). A process that forked after
+starting one starts its own. If the helper dies, its jobs are done here.
 
 Scheduling: the helper takes the biggest jobs first, one at a time, and this process the
 smallest first, so that it looks for the helper's next job often; they meet in the middle,
@@ -25,48 +27,61 @@ import gc
 import logging
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import TypeVar
 
 from warehouse.correlation.merges import Merge, _Job, replay
 
-HELPER_ROWS = 100_000  # rows to replay from which a share goes to the helper process
+HELPER_ROWS = 100_000  # rows of a batch of jobs from which a share goes to the helper
 log = logging.getLogger(__name__)
+J = TypeVar("J")
+R = TypeVar("R")
 _helper: tuple[int, ProcessPoolExecutor] | None = None  # (owner pid, pool)
 
 
-def replay_all(jobs: list[_Job], helper_rows: int | None = None
-               ) -> list[tuple[list[Merge], int]]:
-    """`merges.replay` of each job, in order; with at least `helper_rows` rows in all
-    (default `HELPER_ROWS`), the helper process takes a share."""
+def replay_all(jobs: list[_Job]) -> list[tuple[list[Merge], int]]:
+    """`merges.replay` of each job, in order (`run_all`)."""
+    return run_all(replay, jobs, [job.size for job in jobs])
+
+
+def run_all(work: Callable[[J], R], jobs: list[J], sizes: list[int],
+            helper_rows: int | None = None) -> list[R]:
+    """`work(job)` of each job, in order; with at least `helper_rows` rows in all (`sizes`;
+    default `HELPER_ROWS`), the helper process takes a share. `work` and the jobs must
+    pickle (a module-level function, plain data)."""
     limit = HELPER_ROWS if helper_rows is None else helper_rows
-    if len(jobs) < 2 or sum(job.size for job in jobs) < limit:
-        return [replay(job) for job in jobs]
-    out: list[tuple[list[Merge], int] | None] = [None] * len(jobs)
-    todo = deque(sorted(range(len(jobs)), key=lambda i: jobs[i].size, reverse=True))
-    sent: dict[int, Future[tuple[list[Merge], int]]] = {}
+    if len(jobs) < 2 or sum(sizes) < limit:
+        return [work(job) for job in jobs]
+    out: list[R | None] = [None] * len(jobs)
+    todo = deque(sorted(range(len(jobs)), key=lambda i: sizes[i], reverse=True))
+    sent: dict[int, Future[R]] = {}
     pool: ProcessPoolExecutor | None = _pool()
-    running: Future[tuple[list[Merge], int]] | None = None
+    running: Future[R] | None = None
     while todo:
         if pool is not None and (running is None or running.done()):
             try:
-                running = sent[todo[0]] = pool.submit(replay, jobs[todo[0]])
+                running = sent[todo[0]] = pool.submit(work, jobs[todo[0]])
                 todo.popleft()
             except BrokenProcessPool:
                 _broken(pool)
                 pool = None
         if todo:
             i = todo.pop()
-            out[i] = replay(jobs[i])
+            out[i] = work(jobs[i])
     for i, future in sent.items():
         try:
             out[i] = future.result()
         except BrokenProcessPool:
             _broken(pool)
             pool = None
-            out[i] = replay(jobs[i])
+            out[i] = work(jobs[i])
     assert all(answer is not None for answer in out)
     return out  # type: ignore[return-value]
 
@@ -83,20 +98,36 @@ def _pool() -> ProcessPoolExecutor:
     global _helper
     if _helper is None or _helper[0] != os.getpid():
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=gc.disable)
+                                   initializer=_started)
         _helper = (os.getpid(), pool)
     return _helper[1]
 
 
 def _broken(pool: ProcessPoolExecutor | None) -> None:
-    """The helper died (killed, out of memory): forget it, so that the next replay starts
-    another, and replay its share here."""
+    """The helper died (killed, out of memory): forget it, so that the next batch of jobs
+    starts another; its share is done here."""
     global _helper
-    log.warning("the merge replay's helper process died: replaying its share in this one")
+    log.warning("the correlation helper process died: doing its share in this one")
     if pool is not None:
         if _helper is not None and _helper[1] is pool:
             _helper = None
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _started() -> None:
+    """In the helper: no cycle collection; Ctrl-C is for the caller (a terminal sends it to
+    the whole process group), which stops the helper when it stops; and if the caller is
+    killed instead, the helper exits (its job queue would just wait for ever)."""
+    gc.disable()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    caller = os.getppid()
+
+    def orphaned() -> None:
+        while os.getppid() == caller:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, name="aw-helper-orphaned", daemon=True).start()
 
 
 def _peak_rss_mb() -> float:

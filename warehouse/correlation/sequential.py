@@ -101,11 +101,6 @@ class Rows:
     stale_after: list[int]
     severity: list[int]
 
-    @classmethod
-    def take(cls, index: np.ndarray, **columns: np.ndarray) -> Rows:
-        return cls(rows=index.tolist(),
-                   **{name: values[index].tolist() for name, values in columns.items()})
-
 
 def _restore(table: dict, key: object) -> tuple:
     """The undo step of `table[key] = ...`: put back the old value, or remove the key."""

@@ -256,36 +256,69 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
         restartable=np.ones(n_f, bool),
     )
 
-    # capped stretches: walked one by one
+    # capped stretches: walked one by one (a share of them in the helper process)
+    from warehouse.correlation.helper import run_all
+
     columns = {"time": time, "seq": adm.seq, "status": adm.status, "alert": adm.alert,
                "key": adm.key, "key_missing": adm.key_missing, "window": window, "cap": cap,
                "stale_after": stale_after, "severity": adm.severity}
+    slow_starts = start[slow]
+    slow_ends = ends[slow]
+    jobs = [(korder[lo:hi], {name: values[korder[lo:hi]] for name, values in columns.items()})
+            for lo, hi in zip(slow_starts.tolist(), slow_ends.tolist(), strict=True)]
     walked: list[Incidents] = []
     base = n_f
-    slow_rows = 0
     walked_rows = np.zeros(n, bool)
-    for s in np.flatnonzero(slow).tolist():
-        lo, hi = int(start[s]), int(ends[s])
-        walk = SequentialPass(Rows.take(korder[lo:hi], **columns))
-        for i in range(hi - lo):
-            walk.feed(i)
-        slow_rows += hi - lo
-        walked_rows[korder[lo:hi]] = True
-        for i in range(hi - lo):
-            row = korder[lo + i]
-            out_incident[row] = base + walk.incident_of[i]
-            out_rule[row] = walk.rule[i]
-            gap = walk.gap[i]
-            if i:  # the first keeps its gap to the stretch before
-                out_gap[row] = NONE if gap is None else gap
+    for (lo, hi), stretch_walk in zip(
+            zip(slow_starts.tolist(), slow_ends.tolist(), strict=True),
+            run_all(walk_stretch, jobs, [hi - lo for lo, hi in zip(
+                slow_starts.tolist(), slow_ends.tolist(), strict=True)]), strict=True):
+        rows = korder[lo:hi]
+        walked_rows[rows] = True
+        out_incident[rows] = base + stretch_walk.incident
+        out_rule[rows] = stretch_walk.rule
+        out_gap[rows[1:]] = stretch_walk.gap[1:]  # the first keeps its gap to the stretch before
         if hi < m and same[hi]:  # the next stretch's gap is to this one's latest incident
-            out_gap[korder[hi]] = t[hi] - walk.incidents[walk.latest[int(k[lo])]].last
-        walked.append(walked_incidents(walk, base))
-        base += len(walk.incidents)
+            out_gap[korder[hi]] = t[hi] - stretch_walk.last
+        inc = stretch_walk.incidents
+        inc.linked_to = np.where(inc.linked_to >= 0, inc.linked_to + base, -1)
+        walked.append(inc)
+        base += len(inc.key)
+    slow_rows = int((slow_ends - slow_starts).sum())
     incidents = concat_incidents([fast_inc, *walked])
     out_flap = out_rule == REOPEN
     return EventTime(out_incident, out_rule, out_gap, out_flap, orphan, key, window,
                      incidents, first_firing, slow_rows, walked_rows)
+
+
+@dataclass
+class StretchWalk:
+    """A capped stretch walked (`walk_stretch`): per row its incident (local index), rule and
+    gap (NONE for none), the last activity of the stretch's latest incident, its incidents."""
+
+    incident: np.ndarray
+    rule: np.ndarray
+    gap: np.ndarray
+    last: int
+    incidents: Incidents  # linked_to local
+
+
+def walk_stretch(job: tuple[np.ndarray, dict[str, np.ndarray]]) -> StretchWalk:
+    """Walk one stretch of one key: `job` holds its rows (the caller's row numbers) and the
+    `Rows` columns at them, in (event time, ingest_seq) order."""
+    rows, columns = job
+    walk = SequentialPass(Rows(rows=rows.tolist(),
+                               **{name: values.tolist() for name, values in columns.items()}))
+    n = len(rows)
+    for i in range(n):
+        walk.feed(i)
+    gaps = [None] + [walk.gap[i] for i in range(1, n)]  # the first's is to the stretch before
+    return StretchWalk(
+        incident=np.array([walk.incident_of[i] for i in range(n)], np.int64),
+        rule=np.array([walk.rule[i] for i in range(n)], np.int64),
+        gap=np.array([NONE if g is None else g for g in gaps], np.int64),
+        last=walk.incidents[walk.latest[int(columns["key"][0])]].last,
+        incidents=walked_incidents(walk, 0))
 
 
 def walked_incidents(walk: SequentialPass, base: int) -> Incidents:
