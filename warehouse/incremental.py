@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 
 from warehouse.correlation.engine import Correlation
 from warehouse.correlation.events import EVENTS
+from warehouse.correlation.helper import without_helper
 from warehouse.correlation.state import SCHEMA, Applied, CorrelationState
 from warehouse.correlation.timeline import SettingsTimeline
 from warehouse.store import run, scalar
@@ -148,7 +149,9 @@ def _apply_batches(con: duckdb.DuckDBPyConnection, state: CorrelationState,
         con.unregister("batch_ranges")
         for part in _apply_groups(batch, stored):
             if stored.keys().isdisjoint(pc.unique(part.column("tenant_id")).to_pylist()):
-                behind.store(*state.correlate_fresh(part))
+                with without_helper():  # the other core stores the batch before
+                    fresh = state.correlate_fresh(part)
+                behind.store(*fresh)
             else:  # reads what is stored: the batch being stored first
                 behind.wait()
                 result.keys_touched += state.apply(part).keys

@@ -69,6 +69,18 @@ def test_the_helper_walks_a_share_with_the_same_answer(helper_rows: None) -> Non
     _assert_same(shared, alone)
 
 
+def test_without_the_helper_every_job_is_done_here(helper_rows: None,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object) -> None:
+        raise AssertionError("a job went to the helper")
+
+    monkeypatch.setattr(helper.ProcessPoolExecutor, "submit", refuse)
+    with helper.without_helper():
+        correlate(TABLE, TIMELINE, chunk_events=10**9)
+    with pytest.raises(AssertionError, match="went to the helper"):
+        correlate(TABLE, TIMELINE, chunk_events=10**9)
+
+
 def test_a_dead_helper_s_share_is_replayed_here(helper_rows: None,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     alone = correlate(TABLE, TIMELINE, chunk_events=10**9)
@@ -113,3 +125,22 @@ def test_the_helper_exits_when_its_caller_is_killed() -> None:
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)
     pytest.fail("the helper outlived its killed caller")
+
+
+def test_a_caller_script_without_a_main_guard_runs_once() -> None:
+    """A spawned process imports its parent's main script again: the helper must not."""
+    script = ("import os\n"
+              "from warehouse.correlation import helper\n"
+              "print('script ran', flush=True)\n"
+              "pool = helper._pool()\n"
+              "print('helper', pool.submit(os.getpid).result(), flush=True)\n")
+    path = ROOT / ".pytest-unguarded.py"
+    path.write_text(script)
+    try:
+        done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
+                              cwd=ROOT, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        path.unlink()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("script ran") == 1
+    assert "helper " in done.stdout
