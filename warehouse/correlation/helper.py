@@ -50,6 +50,7 @@ J = TypeVar("J")
 R = TypeVar("R")
 _helper: tuple[int, ProcessPoolExecutor] | None = None  # (owner pid, pool)
 _enabled: ContextVar[bool] = ContextVar("aw_correlation_helper", default=True)
+_starting = threading.Lock()
 
 
 def replay_all(jobs: list[_Job]) -> list[tuple[list[Merge], int]]:
@@ -82,7 +83,12 @@ def run_all(work: Callable[[J], R], jobs: list[J], sizes: list[int],
     out: list[R | None] = [None] * len(jobs)
     todo = deque(sorted(range(len(jobs)), key=lambda i: sizes[i], reverse=True))
     sent: dict[int, Future[R]] = {}
-    pool: ProcessPoolExecutor | None = _pool()
+    pool: ProcessPoolExecutor | None
+    try:
+        pool = _pool()
+    except OSError as error:  # no process to be had (a process limit): every job here
+        log.warning("the correlation helper process did not start (%s): working alone", error)
+        pool = None
     running: Future[R] | None = None
     while todo:
         if pool is not None and (running is None or running.done()):
@@ -115,10 +121,15 @@ def helper_peak_rss_mb() -> float:
 
 
 def _pool() -> ProcessPoolExecutor:
+    with _starting:  # two threads correlating at once start one helper
+        return _pool_unlocked()
+
+
+def _pool_unlocked() -> ProcessPoolExecutor:
     global _helper
     if _helper is None or _helper[0] != os.getpid():
         pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_started)
+                                   initializer=_in_helper)
         # A spawned process imports its parent's main script again (as `__mp_main__`) unless
         # the script has no file: a caller's script without an `if __name__ == "__main__"`
         # guard would run again in the helper. The helper needs only `warehouse` modules, so
@@ -144,7 +155,7 @@ def _broken(pool: ProcessPoolExecutor | None) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _started() -> None:
+def _in_helper() -> None:
     """In the helper: no cycle collection; Ctrl-C is for the caller (a terminal sends it to
     the whole process group), which stops the helper when it stops; and if the caller is
     killed instead, the helper exits (its job queue would just wait for ever)."""
