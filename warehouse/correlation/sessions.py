@@ -264,8 +264,8 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
                "stale_after": stale_after, "severity": adm.severity}
     slow_starts = start[slow]
     slow_ends = ends[slow]
-    jobs = [(korder[lo:hi], {name: values[korder[lo:hi]] for name, values in columns.items()})
-            for lo, hi in zip(slow_starts.tolist(), slow_ends.tolist(), strict=True)]
+    jobs = [(korder[lo:hi], {name: values[korder[lo:hi]] for name, values in columns.items()},
+             int(k[lo])) for lo, hi in zip(slow_starts.tolist(), slow_ends.tolist(), strict=True)]
     walked: list[Incidents] = []
     base = n_f
     walked_rows = np.zeros(n, bool)
@@ -303,10 +303,11 @@ class StretchWalk:
     incidents: Incidents  # linked_to local
 
 
-def walk_stretch(job: tuple[np.ndarray, dict[str, np.ndarray]]) -> StretchWalk:
-    """Walk one stretch of one key: `job` holds its rows (the caller's row numbers) and the
-    `Rows` columns at them, in (event time, ingest_seq) order."""
-    rows, columns = job
+def walk_stretch(job: tuple[np.ndarray, dict[str, np.ndarray], int]) -> StretchWalk:
+    """Walk one stretch of one key: `job` holds its rows (the caller's row numbers), the
+    `Rows` columns at them, in (event time, ingest_seq) order, and the key it correlates
+    under (a re-send's own key may differ: it follows its occurrence's)."""
+    rows, columns, key = job
     walk = SequentialPass(Rows(rows=rows.tolist(),
                                **{name: values.tolist() for name, values in columns.items()}))
     n = len(rows)
@@ -317,7 +318,7 @@ def walk_stretch(job: tuple[np.ndarray, dict[str, np.ndarray]]) -> StretchWalk:
         incident=np.array([walk.incident_of[i] for i in range(n)], np.int64),
         rule=np.array([walk.rule[i] for i in range(n)], np.int64),
         gap=np.array([NONE if g is None else g for g in gaps], np.int64),
-        last=walk.incidents[walk.latest[int(columns["key"][0])]].last,
+        last=walk.incidents[walk.latest[key]].last,
         incidents=walked_incidents(walk, 0))
 
 
