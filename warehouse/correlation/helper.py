@@ -72,13 +72,11 @@ def without_helper() -> Iterator[None]:
         _enabled.reset(token)
 
 
-def run_all(work: Callable[[J], R], jobs: list[J], sizes: list[int],
-            helper_rows: int | None = None) -> list[R]:
-    """`work(job)` of each job, in order; with at least `helper_rows` rows in all (`sizes`;
-    default `HELPER_ROWS`), the helper process takes a share (not `without_helper`). `work`
-    and the jobs must pickle (a module-level function, plain data)."""
-    limit = HELPER_ROWS if helper_rows is None else helper_rows
-    if len(jobs) < 2 or sum(sizes) < limit or not _enabled.get():
+def run_all(work: Callable[[J], R], jobs: list[J], sizes: list[int]) -> list[R]:
+    """`work(job)` of each job, in order; with at least `HELPER_ROWS` rows in all (`sizes`),
+    the helper process takes a share (not `without_helper`). `work` and the jobs must pickle
+    (a module-level function, plain data)."""
+    if len(jobs) < 2 or sum(sizes) < HELPER_ROWS or not _enabled.get():
         return [work(job) for job in jobs]
     out: list[R | None] = [None] * len(jobs)
     todo = deque(sorted(range(len(jobs)), key=lambda i: sizes[i], reverse=True))
