@@ -262,17 +262,14 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     columns = {"time": time, "seq": adm.seq, "status": adm.status, "alert": adm.alert,
                "key": adm.key, "key_missing": adm.key_missing, "window": window, "cap": cap,
                "stale_after": stale_after, "severity": adm.severity}
-    slow_starts = start[slow]
-    slow_ends = ends[slow]
+    spans = list(zip(start[slow].tolist(), ends[slow].tolist(), strict=True))
     jobs = [(korder[lo:hi], {name: values[korder[lo:hi]] for name, values in columns.items()},
-             int(k[lo])) for lo, hi in zip(slow_starts.tolist(), slow_ends.tolist(), strict=True)]
+             int(k[lo])) for lo, hi in spans]
     walked: list[Incidents] = []
     base = n_f
     walked_rows = np.zeros(n, bool)
-    for (lo, hi), stretch_walk in zip(
-            zip(slow_starts.tolist(), slow_ends.tolist(), strict=True),
-            run_all(walk_stretch, jobs, [hi - lo for lo, hi in zip(
-                slow_starts.tolist(), slow_ends.tolist(), strict=True)]), strict=True):
+    walks = run_all(walk_stretch, jobs, [hi - lo for lo, hi in spans])
+    for (lo, hi), stretch_walk in zip(spans, walks, strict=True):
         rows = korder[lo:hi]
         walked_rows[rows] = True
         out_incident[rows] = base + stretch_walk.incident
@@ -284,7 +281,7 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
         inc.linked_to = np.where(inc.linked_to >= 0, inc.linked_to + base, -1)
         walked.append(inc)
         base += len(inc.key)
-    slow_rows = int((slow_ends - slow_starts).sum())
+    slow_rows = sum(hi - lo for lo, hi in spans)
     incidents = concat_incidents([fast_inc, *walked])
     out_flap = out_rule == REOPEN
     return EventTime(out_incident, out_rule, out_gap, out_flap, orphan, key, window,
@@ -319,11 +316,11 @@ def walk_stretch(job: tuple[np.ndarray, dict[str, np.ndarray], int]) -> StretchW
         rule=np.array([walk.rule[i] for i in range(n)], np.int64),
         gap=np.array([NONE if g is None else g for g in gaps], np.int64),
         last=walk.incidents[walk.latest[key]].last,
-        incidents=walked_incidents(walk, 0))
+        incidents=walked_incidents(walk))
 
 
-def walked_incidents(walk: SequentialPass, base: int) -> Incidents:
-    """The incidents of a sequential walk as arrays; `linked_to` offset by `base`."""
+def walked_incidents(walk: SequentialPass) -> Incidents:
+    """The incidents of a sequential walk as arrays (`linked_to` indexes them)."""
     r = walk.r
     incs = walk.incidents
 
@@ -340,7 +337,7 @@ def walked_incidents(walk: SequentialPass, base: int) -> Incidents:
         alerts=column([len(inc.occs) + inc.points for inc in incs]),
         flaps=column([inc.flaps for inc in incs]),
         severity=column([inc.severity(r) for inc in incs]),
-        linked_to=column([inc.linked_to + base if inc.linked_to >= 0 else -1 for inc in incs]),
+        linked_to=column([inc.linked_to for inc in incs]),
         missing=column([inc.missing for inc in incs], bool),
         occurrences=column([len(inc.occs) for inc in incs]),
         resolved=column([inc.resolved for inc in incs]),
