@@ -23,7 +23,10 @@ the models' SQL reads on lines marked `-- incremental only`):
   numbers run over an alert's history and continue from there);
 - `scope_incidents`: the changed incidents (their rows before and after the change), the
   incidents those events belong to, and the next counted incident of the key after each of
-  them (recurrence looks at a key's previous incident).
+  them (recurrence looks at a key's previous incident);
+- `scope_days`: the (tenant, day) pairs of the daily marts that read only events and
+  incidents: the days of the changed events (an event's day never changes) and the
+  `first_seen` days of the incidents in scope, before and after their change.
 
 Versions that every model has consumed are pruned; a model older than the pruned floor
 (or with other SQL) is rebuilt whole.
@@ -60,6 +63,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "events": ("event_id",),
     "alerts": ("tenant_id", "source", "source_fingerprint", "kind"),
     "incidents": ("incident_id",),
+    "days": ("tenant_id", "day"),
 }
 _FROM = {"alerts": " AND x.occurrence_no >= s.from_no"}
 
@@ -175,6 +179,22 @@ def prepare_scope(con: duckdb.DuckDBPyConnection, scope: str, after: int, upto: 
         if also:
             run(con, f"INSERT INTO scope_incidents SELECT incident_id FROM {also[0]} "
                      f"WHERE {also[1]}")
+    elif scope == "days":
+        prepare_scope(con, "incidents", after, upto)
+        # shared like the incidents: it reads `int_event_decisions`, which a step refreshes,
+        # but only the days of the changed events, which are in it from their version on
+        # and never move
+        _shared(con, "scope_days", after, upto, f"""
+            SELECT DISTINCT tenant_id, day FROM (
+                SELECT tenant_id, day FROM intermediate.int_event_decisions
+                WHERE {in_scope("events", "intermediate.int_event_decisions")}
+                UNION ALL
+                SELECT tenant_id, CAST(first_seen AS DATE) FROM pipeline.changed_incidents
+                WHERE version > ? AND version <= ?
+                UNION ALL
+                SELECT tenant_id, CAST(first_seen AS DATE) FROM intermediate.int_incidents
+                WHERE incident_id IN (SELECT incident_id FROM scope_incidents))""",
+                [after, upto])
     return int(scalar(con, f"SELECT count(*) FROM scope_{scope}") or 0)
 
 

@@ -14,7 +14,7 @@ from the correlation state).
 **Incremental models.** The models of one row per event, alert or incident grow with the
 whole history, while a correlation step changes a small part of it (which part is exact, not
 "today": a late event changes earlier days, `warehouse.changes`). Such a model declares
-`-- @incremental scope=<events|alerts|incidents>` (and optionally `also=<predicate>`: its own
+`-- @incremental scope=<events|alerts|incidents|days>` (and optionally `also=<predicate>`: its own
 rows to refresh every time, e.g. alerts still open, whose status moves with the clock). Its
 SQL marks the lines that restrict it to the scope with `-- incremental only`; a full build
 drops those lines. A refresh deletes the rows in scope and inserts them recomputed, in one
@@ -254,7 +254,8 @@ def _refresh(con: duckdb.DuckDBPyConnection, m: Model, bound: dict[str, object],
 
 def _scope_share(con: duckdb.DuckDBPyConnection, m: Model, n: int) -> float:
     """About how much of a full build's work a refresh of `n` scope rows is. An alert in
-    scope is recomputed from one of its occurrences on, so alerts weigh by those events."""
+    scope is recomputed from one of its occurrences on, so alerts weigh by those events; a
+    day in scope by the mart's rows of that day."""
     if m.scope == "alerts":
         n = int(scalar(con, """
             SELECT count(*) FROM corr.events e JOIN scope_alerts s
@@ -263,6 +264,10 @@ def _scope_share(con: duckdb.DuckDBPyConnection, m: Model, n: int) -> float:
              AND s.kind = CASE WHEN e.status = 'point' THEN 'point' ELSE 'stateful' END
             WHERE s.from_time IS NULL OR e.event_time_us >= epoch_us(s.from_time)""") or 0)
         total = int(scalar(con, "SELECT count(*) FROM corr.events") or 0)
+    elif m.scope == "days":  # a day holds many rows of a mart by key or source
+        n = int(scalar(con, f"SELECT count(*) FROM {m.name} WHERE "
+                            f"{changes.in_scope('days', m.name)}") or 0)
+        total = int(scalar(con, f"SELECT count(*) FROM {m.name}") or 0)
     else:
         total = int(scalar(con, f"SELECT count(*) FROM {m.name}") or 0)
     return n / max(total, 1)

@@ -1,6 +1,7 @@
 -- One row per tenant per day (UTC date of the event time; of the receive time for events
 -- without one): the funnel and every KPI of SEMANTICS.md. Events count on their own day,
 -- alerts and incidents on the day they started, so summing days gives the period's funnel.
+-- @incremental scope=days
 WITH events AS (
     SELECT tenant_id, day,
            count(*) AS events_accepted,
@@ -13,6 +14,7 @@ WITH events AS (
            count(*) FILTER (WHERE disposition NOT IN ('duplicate', 'too_late')
                             AND missing_asset) AS missing_asset
     FROM intermediate.int_event_decisions
+    WHERE (tenant_id, day) IN (SELECT tenant_id, day FROM scope_days)  -- incremental only
     GROUP BY ALL
 ),
 incidents AS (
@@ -35,6 +37,7 @@ incidents AS (
            quantile_cont(seconds_to_visible, 0.5) FILTER (WHERE counted)
                AS time_to_incident_p50_seconds
     FROM marts.fct_incidents
+    WHERE (tenant_id, day) IN (SELECT tenant_id, day FROM scope_days)  -- incremental only
     GROUP BY ALL
 ),
 days AS (SELECT tenant_id, day FROM events UNION SELECT tenant_id, day FROM incidents)
