@@ -149,7 +149,7 @@ class CorrelationState:
             self.con.unregister("batch_tenants")
             if stored:
                 raise ValueError("store_fresh: a tenant of the batch has stored events")
-            self._store(out, batch, region_ids=None, restart_rows=None)
+            self._store(out, batch, restart_rows=None)
             _run(self.con, "COMMIT")
         except BaseException:
             _run(self.con, "ROLLBACK")
@@ -160,7 +160,7 @@ class CorrelationState:
         con = self.con
         if fresh:  # nothing stored of these tenants (R1: the others do not matter)
             out = correlate(batch, self.timeline)
-            self._store(out, batch, region_ids=None, restart_rows=None)
+            self._store(out, batch, restart_rows=None)
             return Applied(batch.num_rows, 0, 0, 0, out.slow_rows, out.replayed_rows)
         adm = admit(batch, self.timeline)
         con.register("info", pa.table({
@@ -184,7 +184,7 @@ class CorrelationState:
         for sql in _TOUCHED:
             _run(con, sql.format(read=read))
         context = con.sql(_INPUT).to_arrow_table()
-        region_ids = con.sql("SELECT event_id FROM region").to_arrow_table()
+        _run(con, _COMPARED)
         restart_rows = con.sql(f"""
             SELECT m.event_id, m.gap_us, m.rule FROM {SCHEMA}.memberships m
             JOIN region e USING (event_id) JOIN restart r ON e.agg_key = r.agg_key
@@ -201,29 +201,28 @@ class CorrelationState:
             DELETE FROM {SCHEMA}.incidents i USING restart r
             WHERE i.agg_key = r.agg_key AND (epoch_us(i.first_seen) > r.time_us OR
                   (epoch_us(i.first_seen) = r.time_us AND i.first_seq >= r.seq))""")
-        self._store(out, batch, region_ids, restart_rows)
+        self._store(out, batch, restart_rows)
         # a restart incident opened by a cap keeps its link to the incident before
         _run(con, f"""UPDATE {SCHEMA}.incidents i SET linked_to = r.linked_to FROM restart r
                         WHERE r.linked_to IS NOT NULL AND i.agg_key = r.agg_key
                           AND epoch_us(i.first_seen) = r.time_us AND i.first_seq = r.seq""")
         n_context = int(pc.sum(context.column("context_only")).as_py() or 0)
-        return Applied(batch.num_rows, keys, region_ids.num_rows, n_context, out.slow_rows,
+        return Applied(batch.num_rows, keys, self._count("region"), n_context, out.slow_rows,
                        out.replayed_rows)
 
-    def _store(self, out: Correlation, batch: pa.Table, region_ids: pa.Table | None,
-               restart_rows: pa.Table | None) -> None:
+    def _store(self, out: Correlation, batch: pa.Table, restart_rows: pa.Table | None) -> None:
+        """Store the engine's answer for `batch`: whole for a first batch (`restart_rows`
+        None), else as `_store_changed` compares it."""
         con = self.con
         con.register("live", out.incidents.filter(pc.is_null(out.incidents.column("merged_into"))))
         con.register("lifecycle", out.lifecycle)
         con.register("batch", batch)
         con.register("memberships", out.memberships)
-        if region_ids is None:  # a first batch: every explanation is new
+        if restart_rows is None:  # a first batch: every explanation is new
             _run(con, f"INSERT INTO {SCHEMA}.memberships BY NAME SELECT * FROM memberships")
             _run(con, f"INSERT INTO {SCHEMA}.changed_events SELECT event_id FROM memberships")
         else:
-            assert restart_rows is not None
-            self._store_changed(region_ids, restart_rows,
-                                pc.min(batch.column("ingest_seq")).as_py())
+            self._store_changed(restart_rows, pc.min(batch.column("ingest_seq")).as_py())
         _run(con, f"""INSERT INTO {SCHEMA}.incidents BY NAME
                         SELECT * FROM live JOIN lifecycle USING (incident_id)""")
         # labels are read back only as key fields (R4); without a settings version keyed by
@@ -254,8 +253,7 @@ class CorrelationState:
                 FROM memberships
             ) GROUP BY tenant_id""")
 
-    def _store_changed(self, region_ids: pa.Table, restart_rows: pa.Table,
-                       first_seq: int) -> None:
+    def _store_changed(self, restart_rows: pa.Table, first_seq: int) -> None:
         """Store the explanations of a re-walked region (and the batch) that are new or differ
         from the stored ones, and record their events as changed for the incremental models
         (warehouse.changes), in the batch's own transaction. Most of a region comes out as it
@@ -264,9 +262,10 @@ class CorrelationState:
 
         A key's walk restarts empty at its restart incident, so that incident's first event
         comes out as opening a new incident with no gap; it keeps its stored rule and gap
-        (a cap, and the gap to the incident before)."""
+        (a cap, and the gap to the incident before).
+
+        Only the region's rows that can differ are compared (`compared`, `_COMPARED`)."""
         con = self.con
-        con.register("region_ids", region_ids)
         con.register("restart_rows", restart_rows)
         _run(con, f"""CREATE OR REPLACE TEMP TABLE fresh AS
                       SELECT * FROM {SCHEMA}.memberships LIMIT 0""")
@@ -276,15 +275,16 @@ class CorrelationState:
                                               ELSE g.gap_us END AS gap_us)
                      FROM memberships m LEFT JOIN restart_rows g USING (event_id)""")
         # the batch's explanations are all new (its rows come after every stored one of its
-        # tenants, and the region holds only those tenants' keys); only the region's are
-        # compared with the stored ones
+        # tenants, and the region holds only those tenants' keys); only the region's rows
+        # that can differ are compared with the stored ones
         con.execute(f"""CREATE OR REPLACE TEMP TABLE changed AS
                         SELECT * FROM fresh WHERE ingest_seq >= $first_seq
                         UNION ALL (
-                        SELECT * FROM fresh WHERE ingest_seq < $first_seq EXCEPT
+                        SELECT * FROM fresh WHERE ingest_seq < $first_seq
+                          AND event_id IN (SELECT event_id FROM compared) EXCEPT
                         SELECT * FROM {SCHEMA}.memberships WHERE rowid IN (
                             SELECT rowid FROM {SCHEMA}.memberships
-                            WHERE event_id IN (SELECT event_id FROM region_ids)))""",
+                            WHERE event_id IN (SELECT event_id FROM compared)))""",
                     {"first_seq": first_seq}).fetchall()
         _run(con, f"DELETE FROM {SCHEMA}.memberships WHERE event_id IN "
                     "(SELECT event_id FROM changed)")
@@ -316,7 +316,7 @@ class CorrelationState:
                    for v in self.timeline.versions for name in v.settings.key)
 
     def _count(self, table: str) -> int:
-        name = table if table in ("restart",) else f"{SCHEMA}.{table}"
+        name = table if table in ("restart", "region") else f"{SCHEMA}.{table}"
         return int(self.con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0])
 
     # ---- reading ------------------------------------------------------------------------
@@ -466,6 +466,18 @@ _TOUCHED = [
               AND alert IN (SELECT alert FROM b_info WHERE status = 'resolved')
             GROUP BY alert)""",
 ]
+# The region's rows whose explanation can differ from the stored one. A walk decides each row
+# from the rows before it in (event time, ingest_seq) order, and keys that share no alert are
+# walked apart, so a key's stored rows before the batch's earliest event on it (`tmin`, the
+# batch's rows coming after every stored one at the same time) decide as they did: a key that
+# restarts weeks back (an alert firing all along leaves no quiet incident to restart at)
+# re-walks those rows but compares only its last day or so. Keys an alert spans together,
+# and orphan resolves, are compared whole.
+_COMPARED = """
+    CREATE OR REPLACE TEMP TABLE compared AS
+    SELECT e.event_id FROM region e LEFT JOIN touched t USING (agg_key)
+    WHERE e.agg_key IS NULL OR e.event_time_us IS NULL OR t.tmin IS NULL
+       OR e.event_time_us >= t.tmin OR e.agg_key IN (SELECT agg_key FROM shared_keys)"""
 _INPUT_SCHEMA = pa.schema(list(EVENTS) + [pa.field("stale_resolve", pa.bool_()),
                                           pa.field("context_only", pa.bool_())])
 _INPUT = f"""
