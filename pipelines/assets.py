@@ -6,9 +6,9 @@
   event (incremental = full, issue 4) and writes the tenants, their settings versions and the
   incidents with their current status. A late event received today can change an incident of
   any earlier day: each step records exactly which events and incidents it changed
-  (`warehouse.changes`), and the big per-event, per-alert and per-incident models refresh
-  those rows wherever they are in time (the daily roll-ups are rebuilt whole), so every day
-  of every mart is correct, not only today's.
+  (`warehouse.changes`), and the per-event, per-alert and per-incident models and the daily
+  marts by tenant refresh those rows (and tenant-days) wherever they are in time (the MSP
+  roll-ups are rebuilt whole), so every day of every mart is correct, not only today's.
 - One asset per SQL model (`warehouse/models`), its dependencies read from the SQL.
 - `published_warehouse` (group publish) swaps a read-only snapshot of the marts in for readers.
 
