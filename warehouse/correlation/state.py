@@ -486,7 +486,8 @@ _INPUT = f"""
     UNION ALL
     SELECT {', '.join(EVENTS.names[:-1])}, fate = 1 AS duplicate, stale_resolve,
            true AS context_only FROM history
-    WHERE event_id NOT IN (SELECT event_id FROM region)"""
+    WHERE event_id NOT IN (SELECT event_id FROM region)
+    ORDER BY ingest_seq, event_id"""
 
 
 def batches(table: pa.Table, sizes: list[int]) -> Iterator[pa.Table]:
