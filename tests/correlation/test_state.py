@@ -149,6 +149,43 @@ def test_a_cap_with_an_alert_still_firing_is_not_a_restart_point() -> None:
     assert (first["status"], first["resolved_at"]) == ("resolved", T0 + 78 * MINUTE)
 
 
+def test_a_store_written_before_the_alert_keys_table_gets_it_from_its_events() -> None:
+    # Incremental = full: a store of an earlier version has no (key, alert) pairs; opening it
+    # builds them from the stored events, so the next batch still reaches the key through
+    # its alert (B's resolve belongs to the incident of the first batch) and re-walks it
+    con = duckdb.connect()
+    stored = timed([*BUSY, (65, "point", ""), (75, "point", "")])
+    CorrelationState(con, CAPPED).apply(events_table(stored))
+    con.execute("DROP TABLE corr.alert_keys")
+    state = CorrelationState(con, CAPPED)
+    assert con.execute("SELECT count(*) FROM corr.alert_keys").fetchall() == [(3,)]
+    batch = timed([(78, "resolved", "B"), (80, "point", "")], first_seq=len(stored) + 1)
+    state.apply(events_table(batch))
+    assert_same(state, stored + batch, CAPPED)
+    state.forget(["t1"])
+    assert con.execute("SELECT count(*) FROM corr.alert_keys").fetchall() == [(0,)]
+
+
+@pytest.mark.parametrize(("hours", "duplicate"), [(23, True), (24, True), (25, False)])
+def test_a_body_hash_stored_within_24h_makes_a_later_batch_event_a_duplicate(
+        hours: int, duplicate: bool) -> None:
+    # Incremental = full (R2): without a delivery id, the same body received within 24 h
+    # (inclusive) of its stored holder is a duplicate. A batch reads back only the stored
+    # bodies received from 24 h before its earliest receive time; the holder is not in the
+    # re-walked region (the key restarts at the later point's incident)
+    def point(seq: int, at: timedelta, body: str) -> Event:
+        return Event("t1", f"e{seq}", seq, "zabbix", "", "web01", "disk_full", "warning",
+                     "point", None, T0 + at, body_sha256=body * 64)
+
+    stored = [point(1, timedelta(0), "b"), point(2, timedelta(hours=2), "c")]
+    batch = [point(3, timedelta(hours=hours), "b"), point(4, timedelta(hours=hours + 30), "b")]
+    state = CorrelationState(duckdb.connect(), CAPPED)
+    state.apply(events_table(stored))
+    state.apply(events_table(batch))
+    assert_same(state, stored + batch, CAPPED)
+    assert state.result().funnel["t1"]["duplicates"] == int(duplicate)
+
+
 @st.composite
 def busy_keys(draw: st.DrawFn) -> list[Event]:
     """One key kept busy for hours (each event within minutes of the last), so incidents end

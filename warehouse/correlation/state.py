@@ -3,8 +3,9 @@ full recompute would leave them, touching only the keys and time ranges a batch 
 
 State lives in DuckDB tables (schema `corr`): the events with their arrival decisions, the
 live incidents with their lifecycle, every event's explanation, the merge log, each
-tenant's clock, and the ids of the events whose explanation a batch (re)wrote
-(`changed_events`, collected by the pipeline's incremental models). `apply(batch)` takes
+tenant's clock, the keys each alert's events were correlated under (`alert_keys`), and the ids
+of the events whose explanation a batch (re)wrote (`changed_events`, collected by the
+pipeline's incremental models). `apply(batch)` takes
 events that arrived after everything stored (higher `ingest_seq`, any event times):
 
 1. Arrival decisions (R2, R9, R11) depend only on earlier events of the same delivery id,
@@ -34,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from warehouse.correlation.admission import admit
+from warehouse.correlation.admission import BODY_WINDOW_US, admit
 from warehouse.correlation.engine import (
     FUNNEL_FIELDS,
     INCIDENTS,
@@ -63,6 +64,14 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.events (
 CREATE TABLE IF NOT EXISTS {SCHEMA}.clocks (tenant_id VARCHAR PRIMARY KEY, clock_us BIGINT);
 CREATE TABLE IF NOT EXISTS {SCHEMA}.changed_events (event_id VARCHAR);
 """
+# Which keys each alert's stored events were correlated under, one row per (key, alert): what
+# a batch's touched keys and shared keys are worked out from, a twentieth of the events' rows.
+# A pair is added when a stored event first carries it and never removed (an event whose key
+# changes leaves its old pair): a pair too many only restarts a key more, or earlier. Made in
+# one statement from the stored events, so a store written before the table existed gets it
+# whole, once.
+_ALERT_KEYS = f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.alert_keys AS
+    SELECT DISTINCT tenant_id, agg_key, alert FROM {SCHEMA}.events WHERE agg_key IS NOT NULL"""
 
 
 @dataclass
@@ -91,6 +100,7 @@ class CorrelationState:
         for statement in _DDL.split(";"):
             if statement.strip():
                 _run(con, statement)
+        _run(con, _ALERT_KEYS)
         self._create_like("incidents", pa.unify_schemas([INCIDENTS, LIFECYCLE]))
         self._create_like("memberships", MEMBERSHIPS)
         self._create_like("merges", MERGE_LOG)
@@ -181,8 +191,12 @@ class CorrelationState:
             if name == "labels" and not self._label_keys() else name
             for name in [*EVENTS.names[:-1], "fate", "stale_resolve", "agg_key",
                          "event_time_us"])
+        # R2: a body hash matters only within 24 h of receipt (a literal, so the scan skips
+        # row groups received earlier)
+        since = pc.min(batch.column("received_at")).value - BODY_WINDOW_US
+        body_since = f"make_timestamptz({since}::BIGINT)"
         for sql in _TOUCHED:
-            _run(con, sql.format(read=read))
+            _run(con, sql.format(read=read, body_since=body_since))
         context = con.sql(_INPUT).to_arrow_table()
         _run(con, _COMPARED)
         restart_rows = con.sql(f"""
@@ -241,6 +255,8 @@ class CorrelationState:
                    CASE WHEN b.delivery_id IS NULL AND b.body_sha256 <> ''
                         THEN b.tenant_id || chr(31) || b.body_sha256 END AS body
             FROM batch b JOIN memberships m USING (event_id)""")
+        _add_alert_keys(con, """SELECT b.tenant_id, m.agg_key, b.source, b.source_fingerprint
+                                FROM batch b JOIN memberships m USING (event_id)""")
         con.register("merge_log", out.merge_log)
         _run(con, f"INSERT INTO {SCHEMA}.merges BY NAME SELECT * FROM merge_log")
         _run(con, f"""
@@ -293,6 +309,10 @@ class CorrelationState:
         _run(con, f"""UPDATE {SCHEMA}.events e SET agg_key = c.agg_key
                         FROM changed c WHERE e.event_id = c.event_id
                         AND e.agg_key IS DISTINCT FROM c.agg_key""")
+        # (a re-walked row's new key is its occurrence's first firing's, whose pair is stored
+        # or comes with the batch: believed redundant, kept as cheap safety)
+        _add_alert_keys(con, """SELECT r.tenant_id, c.agg_key, r.source, r.source_fingerprint
+                                FROM changed c JOIN region r USING (event_id)""")
 
     def forget(self, tenants: list[str]) -> None:
         """Drop everything stored for `tenants` (before re-applying their events from scratch:
@@ -302,7 +322,8 @@ class CorrelationState:
         placeholders = ", ".join("?" for _ in tenants)
         _run(self.con, "BEGIN TRANSACTION")
         try:
-            for table in ("events", "incidents", "memberships", "merges", "clocks"):
+            for table in ("events", "incidents", "memberships", "merges", "clocks",
+                          "alert_keys"):
                 self.con.execute(f"DELETE FROM {SCHEMA}.{table} WHERE tenant_id IN "
                                  f"({placeholders})", tenants).fetchall()
             _run(self.con, "COMMIT")
@@ -393,6 +414,18 @@ def _run(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     con.execute(sql).fetchall()
 
 
+def _add_alert_keys(con: duckdb.DuckDBPyConnection, rows: str) -> None:
+    """Store the (key, alert) pairs of `rows` (tenant_id, agg_key, source,
+    source_fingerprint) not stored yet."""
+    _run(con, f"""INSERT INTO {SCHEMA}.alert_keys
+                   SELECT n.* FROM (
+                       SELECT tenant_id, agg_key, {_alert()} AS alert FROM (
+                           SELECT DISTINCT tenant_id, agg_key, source, source_fingerprint
+                           FROM ({rows}) WHERE agg_key IS NOT NULL)) n
+                   ANTI JOIN {SCHEMA}.alert_keys k
+                        ON n.agg_key = k.agg_key AND n.alert = k.alert""")
+
+
 def _us(column: pa.ChunkedArray) -> np.ndarray:
     return pc.fill_null(column.cast(pa.int64()), NONE).to_numpy(zero_copy_only=False)
 
@@ -404,15 +437,14 @@ _TOUCHED = [
             SELECT own_key AS k, time_us FROM b_info WHERE admitted
             UNION ALL
             SELECT e.agg_key, b.time_us
-            FROM (SELECT DISTINCT alert, agg_key FROM {SCHEMA}.events
-                  WHERE agg_key IS NOT NULL
-                    AND alert IN (SELECT alert FROM b_info WHERE admitted)) e
+            FROM (SELECT alert, agg_key FROM {SCHEMA}.alert_keys
+                  WHERE alert IN (SELECT alert FROM b_info WHERE admitted)) e
             JOIN (SELECT alert, min(time_us) AS time_us FROM b_info WHERE admitted
                   GROUP BY alert) b ON e.alert = b.alert
         ) GROUP BY k""",
     # (key, alert) pairs of those keys; keys an alert spans restart from their beginning
     f"""CREATE OR REPLACE TEMP TABLE pairs AS
-        SELECT DISTINCT agg_key, alert FROM {SCHEMA}.events
+        SELECT agg_key, alert FROM {SCHEMA}.alert_keys
         WHERE agg_key IN (SELECT agg_key FROM touched)
         UNION SELECT own_key, alert FROM b_info WHERE admitted""",
     """CREATE OR REPLACE TEMP TABLE shared_keys AS
@@ -461,6 +493,7 @@ _TOUCHED = [
             UNION ALL SELECT rowid FROM {SCHEMA}.events WHERE body IN (
                 SELECT tenant_id || chr(31) || body_sha256 FROM incoming
                 WHERE delivery_id IS NULL AND body_sha256 <> '')
+              AND received_at >= {{body_since}}
             UNION ALL SELECT arg_max(rowid, event_time_us) FROM {SCHEMA}.events
             WHERE status = 'firing' AND fate = 0
               AND alert IN (SELECT alert FROM b_info WHERE status = 'resolved')
