@@ -49,6 +49,9 @@ class Admission:
     source: np.ndarray  # code into `sources`
     sources: list[str]
     context: np.ndarray  # rows read only for their arrival history (incremental runs)
+    # seed rows of a key started at an incident that is not quiet (incremental runs,
+    # `sessions`): their key is the one they seed, and they are in no answer
+    seed: np.ndarray
 
 
 def _codes(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, pa.Array]:
@@ -81,7 +84,8 @@ def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
 
     Incremental runs (`state.py`) pass rows already decided: `duplicate` set as decided,
     an optional `stale_resolve` column (null = decide here) and an optional `context_only`
-    column for rows read only as arrival history (they take no part in the event-time pass).
+    column for rows read only as arrival history (they take no part in the event-time pass),
+    and an optional `seed_key` column: set on a seed row (`sessions`), the key it seeds.
     """
     table = in_arrival_order(table)
     n_rows = table.num_rows
@@ -89,6 +93,7 @@ def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
                     else pa.nulls(n_rows, pa.bool_()))
     context = (pc.fill_null(table.column("context_only"), False).to_numpy(zero_copy_only=False)
                if "context_only" in table.column_names else np.zeros(n_rows, bool))
+    seed_key = table.column("seed_key") if "seed_key" in table.column_names else None
     table = conform(table)
     tenant_codes, tenant_dict = _codes(table.column("tenant_id"))
     tenants = tenant_dict.to_pylist()
@@ -122,6 +127,11 @@ def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
         stale_resolve[known] = pc.fill_null(forced_stale, False).to_numpy(
             zero_copy_only=False)[known]
     key, keys, key_missing = _own_keys(table, version, timeline)
+    seed = np.zeros(n_rows, bool)
+    if seed_key is not None and seed_key.null_count < n_rows:
+        seed = pc.is_valid(seed_key).to_numpy(zero_copy_only=False)
+        key, keys = _codes(pc.if_else(pa.array(seed), seed_key, keys.take(pa.array(key))))
+        key_missing &= ~seed
     asset_missing = pc.equal(_norm(table.column("asset")), "").to_numpy(zero_copy_only=False)
     severity_codes, severity_dict = _codes(table.column("severity"))
     ranks = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -133,7 +143,7 @@ def admit(table: pa.Table, timeline: SettingsTimeline) -> Admission:
         time=time, skew=skew, fate=fate, stale_resolve=stale_resolve, status=status,
         version=version, alert=alert, key=key, keys=keys, key_missing=key_missing,
         asset_missing=asset_missing, severity=severity, source=source,
-        sources=source_dict.to_pylist(), context=context.astype(bool),
+        sources=source_dict.to_pylist(), context=context.astype(bool), seed=seed,
     )
 
 

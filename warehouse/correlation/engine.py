@@ -117,6 +117,9 @@ class Correlation:
     merge_log: pa.Table  # MERGE_LOG, every merge found, in arrival order (stable)
     slow_rows: int = 0
     replayed_rows: int = 0
+    # incremental runs with seed rows (`sessions`): each seed row's event id and the end of
+    # its occurrence after the walk (null once superseded), for the incidents before its start
+    seed_ends: pa.Table | None = None
 
 
 def clocks(adm: Admission, as_of: int | None, base: dict[str, int] | None = None) -> np.ndarray:
@@ -258,7 +261,9 @@ def _combined(parts: list[Correlation]) -> Correlation:
         pa.concat_tables([*live, *merged]), memberships,
         {t: f for p in parts for t, f in p.funnel.items()},
         pa.concat_tables([p.lifecycle for p in parts]), merge_log,
-        sum(p.slow_rows for p in parts), sum(p.replayed_rows for p in parts))
+        sum(p.slow_rows for p in parts), sum(p.replayed_rows for p in parts),
+        pa.concat_tables([p.seed_ends for p in parts if p.seed_ends is not None])
+        if any(p.seed_ends is not None for p in parts) else None)
 
 
 def _correlate(events: pa.Table, timeline: SettingsTimeline, as_of: int | None,
@@ -328,9 +333,10 @@ def _tables(adm: Admission, timeline: SettingsTimeline, et: EventTime, clock: np
     null_str = pa.nulls(len(adm.seq), pa.string())
     decided = disposition != D_DUPLICATE
     new_alert = np.zeros(len(adm.seq), bool)
+    hidden = adm.context | adm.seed  # read for the others, in no answer
     new_alert[et.first_firing] = True
     new_alert |= (adm.fate == ADMITTED) & ~adm.stale_resolve & (adm.status == POINT)
-    new_alert &= ~adm.context
+    new_alert &= ~hidden
     placed = (disposition == MEMBER) | (disposition == ORPHAN) | (disposition == STALE_RESOLVE)
     memberships = pa.table({
         "event_id": event_ids, "tenant_id": tenant_names.take(pa.array(adm.tenant)),
@@ -352,7 +358,7 @@ def _tables(adm: Admission, timeline: SettingsTimeline, et: EventTime, clock: np
                                        null_str),
         "flap": pa.array(et.flap & member),
         "new_alert": pa.array(new_alert),
-    }, schema=MEMBERSHIPS).filter(pa.array(~adm.context))
+    }, schema=MEMBERSHIPS).filter(pa.array(~hidden))
     merged = _merge_records(merges, memberships, live)
     incidents = pa.concat_tables([
         live.take(pc.sort_indices(live, [("tenant_id", "ascending"), ("first_seen", "ascending"),
@@ -373,8 +379,13 @@ def _tables(adm: Admission, timeline: SettingsTimeline, et: EventTime, clock: np
     merge_log = pa.Table.from_pylist(
         [{**m.record, "survivor_event_id": m.survivor_event_id, "arrival_seq": m.arrival_seq}
          for m in sorted(merges, key=lambda m: m.arrival_seq)], schema=MERGE_LOG)
+    seeds = np.flatnonzero(adm.seed)
+    seed_ends = pa.table({
+        "event_id": event_ids.take(pa.array(seeds)),
+        "end_us": pa.array(et.seed_end[seeds], pa.int64(), mask=et.seed_end[seeds] == NONE),
+    }) if len(seeds) else None
     return Correlation(incidents, memberships, funnel, lifecycle, merge_log, et.slow_rows,
-                       replayed)
+                       replayed, seed_ends)
 
 
 def _merge_records(merges: list[Merge], memberships: pa.Table, live: pa.Table) -> pa.Table:
@@ -406,7 +417,7 @@ def _funnels(adm: Admission, et: EventTime, inc_tenant: np.ndarray,
     nt = len(adm.tenants)
 
     def count(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(adm.tenant[mask & ~adm.context], minlength=nt)
+        return np.bincount(adm.tenant[mask & ~adm.context & ~adm.seed], minlength=nt)
 
     admitted = adm.fate == ADMITTED
     live_points = admitted & ~adm.stale_resolve & (adm.status == POINT)

@@ -152,8 +152,10 @@ class _Cursor:
     the reach (from there on both walks feed the same rows from alike states), and cannot
     know it otherwise (UNKNOWN)."""
 
-    def __init__(self, rows: Rows) -> None:
+    def __init__(self, rows: Rows, seeds: list[int] | None = None) -> None:
         self.walk = SequentialPass(rows, journal=True)
+        for i in seeds or ():  # a walk from the component's start (`Replay.seeds`)
+            self.walk.seed(i)
         self.log: list[tuple] = self.walk.log  # type: ignore[assignment]
         self.fed = 0
         self.marks: list[int] = []
@@ -239,8 +241,11 @@ class Replay:
     CURSORS = 2  # walks at most: one near the end, one back where late arrivals land
 
     def __init__(self, rows: Rows, context: _Context, by_rank: list[int],
-                 starts: list[int] | None = None) -> None:
+                 starts: list[int] | None = None, seeds: list[int] | None = None) -> None:
         self.r = rows
+        # seed rows (`sessions`) of a key started at an incident that is not quiet: a walk
+        # from the start takes them; one from a restart point (quiet) does not need them
+        self.seeds = seeds or []
         self.context = context
         self.row_of_rank = by_rank  # the rows in (event time, ingest_seq) order
         self.rank = [0] * len(by_rank)  # of each row in that order
@@ -248,7 +253,7 @@ class Replay:
             self.rank[row] = position
         self.starts = starts
         self.order: list[tuple[int, int, int]] = []  # (time, seq, local row), arrived
-        self.cursors = [_Cursor(rows)]
+        self.cursors = [_Cursor(rows, self.seeds)]
         self.cur = self.cursors[0]  # the walk taking the current arrival
         self.replayed = 0
 
@@ -289,7 +294,7 @@ class Replay:
         front = max(cursor.fed for cursor in self.cursors)
         cursor = min(self.cursors, key=lambda c: c.cost(at, front))
         if len(self.cursors) < self.CURSORS and at < cursor.cost(at, front):
-            cursor = _Cursor(self.r)
+            cursor = _Cursor(self.r, self.seeds)
             self.cursors.append(cursor)
         return cursor
 
@@ -316,8 +321,9 @@ class Replay:
             return 0
         assert self.order[cut][2] == row  # every row ranked below `lowest` has arrived
         del self.order[:cut]
+        self.seeds = []
         kept = [cursor for cursor in self.cursors if cursor.goes_on_after(cut)]
-        self.cursors = kept or [_Cursor(self.r)]
+        self.cursors = kept or [_Cursor(self.r, self.seeds)]
         self.cur = self.cursors[0]
         return cut
 
@@ -603,6 +609,7 @@ class _Job:
     keys: dict[int, str]  # agg_key of each key code of the component
     threshold: np.ndarray  # R13 N of each settings version
     labels: list[str]  # of each settings version
+    seeds: dict[str, np.ndarray] | None = None  # `_columns` at the seed rows of its key
 
     @property
     def size(self) -> int:
@@ -624,7 +631,8 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, et: EventTime, as_of
     (`helper.replay_all`)."""
     from warehouse.correlation.helper import replay_all
 
-    rows = np.flatnonzero((adm.fate == ADMITTED) & ~adm.stale_resolve & ~adm.context)
+    rows = np.flatnonzero((adm.fate == ADMITTED) & ~adm.stale_resolve & ~adm.context
+                          & ~adm.seed)
     if not len(rows):
         return [], 0
     component = _components(adm, rows)
@@ -659,16 +667,20 @@ def find_merges(adm: Admission, timeline: SettingsTimeline, et: EventTime, as_of
     picked_keys = np.unique(picked_columns["key"])
     key_names = dict(zip(picked_keys.tolist(),
                          adm.keys.take(pa.array(picked_keys)).to_pylist(), strict=True))
+    seed_rows = np.flatnonzero(adm.seed)
     jobs = []
     for lo, hi in zip([0, *bounds.tolist()], [*bounds.tolist(), len(index)], strict=True):
         keys = np.unique(picked_columns["key"][lo:hi]).tolist()
+        seeds = seed_rows[np.isin(adm.key[seed_rows], keys)]
         jobs.append(_Job(
             columns={name: values[lo:hi] for name, values in picked_columns.items()},
             late=picked_late[lo:hi], opens=picked_opens[lo:hi], earlier=picked_earlier[lo:hi],
             clock=picked_clock[lo:hi], event_ids=picked_ids.slice(lo, hi - lo),
             version=picked_version[lo:hi], tenant=adm.tenants[picked_tenant[lo]],
             keys={key: key_names[key] for key in keys},
-            threshold=threshold, labels=labels))
+            threshold=threshold, labels=labels,
+            seeds={name: values[seeds] for name, values in columns.items()} if len(seeds)
+            else None))
     merges: list[Merge] = []
     replayed = 0
     for found, rows_replayed in replay_all(jobs):
@@ -698,9 +710,14 @@ def replay(job: _Job) -> tuple[list[Merge], int]:
     keys = job.columns["key"]
     if (keys == keys[0]).all():  # one key: its restart points in the end, by rank
         starts = np.sort(rank[job.opens]).tolist()
-    rows = Rows(rows=list(range(job.size)),
-                **{name: values.tolist() for name, values in job.columns.items()})
-    component = Replay(rows, _Context(job), by_rank.tolist(), starts)
+    # seed rows, if any, after the component's rows (`Replay.seeds`)
+    seeds = job.seeds or {}
+    n_seeds = len(seeds.get("seq", ()))
+    rows = Rows(rows=list(range(job.size + n_seeds)),
+                **{name: values.tolist() + (seeds[name].tolist() if n_seeds else [])
+                   for name, values in job.columns.items()})
+    component = Replay(rows, _Context(job), by_rank.tolist(), starts,
+                       list(range(job.size, job.size + n_seeds)))
     clocks = np.where(earlier, NONE, job.clock)[sequence]
     # a row that is not late comes after every row arrived before it in (event time,
     # ingest_seq) order: it only joins the arrived rows (`Replay.arrive`), so runs of them

@@ -19,6 +19,14 @@ the key's beginning (`state.py`), and the merge replay restarts its walk there (
 Open-member checks use a lazy max-heap per incident of (end of openness, occurrence), so a
 storm of thousands of open alerts costs a logarithm per event, not a scan.
 
+A walk can also start at an incident that is not quiet, seeded with the occurrences of its
+key still open there (`seed`, `state.py`): each one's latest firing, as a re-send of an
+occurrence that joined only earlier incidents. Such a walk decides every later row as the whole
+walk does. What it cannot do is change those earlier incidents: the caller extends their
+openness to each seeded occurrence's end at the end of the walk (re-sends only move it later),
+and a seeded occurrence that resolves, or whose end a re-send moves earlier (a shorter
+T_stale), raises `SeedReachesBack`: the caller restarts earlier.
+
 For the merge replay a walk can keep an undo log (`journal=True`): each change to its state is
 logged as a function and arguments that undo it, so `undo_to(mark)` rewinds the walk to any
 earlier point exactly (lazily dropped heap entries are pushed back; an undone push marks its
@@ -51,6 +59,7 @@ class Occ:
     resolved_at: int | None = None
     superseded: bool = False
     incidents: list[int] = field(default_factory=list)  # ascending (joined in time order)
+    seeded: bool = False  # open where the walk started (`SequentialPass.seed`)
 
 
 @dataclass(eq=False, slots=True)
@@ -109,6 +118,11 @@ def _restore(table: dict, key: object) -> tuple:
     return (dict.pop, table, key)
 
 
+class SeedReachesBack(Exception):
+    """A walk started at an incident that is not quiet resolved one of its seeded
+    occurrences, or moved its end earlier: the earlier incidents it joined change too."""
+
+
 class SequentialPass:
     """Feed rows in (event time, ingest_seq) order; read `incidents` and the per-row results.
 
@@ -133,6 +147,24 @@ class SequentialPass:
         self.unresolved: dict[int, set[Occ]] = {}
         self.cancelled: set[int] = set()  # heap entries (by tick) whose push was undone
         self._tick = 0
+
+    def seed_end(self, i: int) -> int:
+        """The end of the occurrence seeded at row i, NONE once superseded (closed stale:
+        the earlier incidents' status does not change, `_quiet`)."""
+        occ = self.current[self.r.alert[i]]
+        if occ.first != i:  # superseded by a later occurrence of its alert
+            return NONE
+        return NONE if occ.superseded else occ.end
+
+    def seed(self, i: int) -> None:
+        """Before any row is fed: row i (the latest firing of an occurrence of its key that
+        is still unresolved where the walk starts) as that occurrence, open until row i's
+        time plus its T_stale, having joined only incidents before the walk (`where` -1).
+        Not logged: rewinding never goes before it."""
+        r = self.r
+        occ = Occ(r.key[i], False, r.time[i] + r.stale_after[i], i, seeded=True)
+        self.current[r.alert[i]] = occ
+        self.unresolved.setdefault(occ.key, set()).add(occ)
 
     def undo_to(self, mark: int) -> None:
         """Undo every change logged after the first `mark` steps (journal only)."""
@@ -199,7 +231,8 @@ class SequentialPass:
         if occ is None or occ.resolved_at is not None or occ.superseded:
             return ()  # the next firing starts an occurrence; a resolve is an orphan
         incidents = self.incidents
-        return (occ.key, occ.missing, occ.end, incidents[occ.where].first,
+        where = incidents[occ.where].first if occ.where >= 0 else -1  # -1: seeded, not joined
+        return (occ.key, occ.missing, occ.end, where,
                 tuple(incidents[k].first for k in occ.incidents))
 
     def feed(self, i: int) -> None:
@@ -214,6 +247,9 @@ class SequentialPass:
         occ = self.current.get(r.alert[i])
         if occ is None or occ.resolved_at is not None or occ.superseded or t > occ.end:
             return  # R12, in event time: an orphan (no incident, no rule)
+        if occ.seeded:
+            raise SeedReachesBack(f"row {r.rows[i]} resolves an occurrence seeded at row "
+                                  f"{r.rows[occ.first]}")
         incidents = self.incidents
         index = occ.where
         inc = incidents[index]
@@ -308,6 +344,9 @@ class SequentialPass:
                 log += [_restore(self.current, alert), (_uncount, unresolved, occ)]
             self.current[alert] = occ
             unresolved.setdefault(key, set()).add(occ)
+        elif occ.seeded and end < occ.end:
+            raise SeedReachesBack(f"row {r.rows[i]} moves the end of an occurrence seeded at "
+                                  f"row {r.rows[occ.first]} earlier")
         joined = occ.incidents
         new_incident = not joined or joined[-1] != index  # incidents join in index order
         self._tick += 1

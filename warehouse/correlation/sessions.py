@@ -14,6 +14,11 @@ per aggregation key, on sorted arrays.
    is exact while no incident reaches its cap: every occurrence open at an event then belongs
    to the key's current incident. A stretch (between two openings) in which some event comes
    more than M after the stretch's first event is walked by `sequential.SequentialPass`.
+
+Incremental runs (`state.py`) may start a key at an incident that is not quiet, with seed rows
+(`Admission.seed`): the latest firing of each of its occurrences still unresolved there. A
+seed row takes part in its alert's occurrences (the key's rows after it re-send it) and in no
+incident; a seeded key is walked whole, its walk seeded with them (`SequentialPass.seed`).
 """
 
 from __future__ import annotations
@@ -84,6 +89,9 @@ class EventTime:
     first_firing: np.ndarray  # rows that start an occurrence (R3 alerts)
     slow_rows: int  # rows walked sequentially (the benchmark reports it)
     walked: np.ndarray  # per row: in a stretch walked sequentially (an incident hit its cap)
+    # per row: at a seed row, the end of its occurrence after the walk (NONE once superseded:
+    # `SequentialPass.seed_end`); NONE elsewhere
+    seed_end: np.ndarray
 
 
 def _previous(values: np.ndarray, same: np.ndarray, fill: int = NONE) -> np.ndarray:
@@ -136,6 +144,7 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     window = timeline.column(adm.version, "window")
     cap = timeline.column(adm.version, "cap")
     live = (adm.fate == ADMITTED) & ~adm.stale_resolve & ~adm.context
+    seed = adm.seed
 
     # 1. occurrences, per alert in (time, seq) order (rows are in seq order; lexsort is stable)
     stateful = np.flatnonzero(live & (adm.status != POINT))
@@ -171,7 +180,7 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     occ_end[occ_of_fire[last_fire]] = (t + stale_after[order])[fire_rows[last_fire]]
 
     # 2. incidents, per key in (time, seq) order
-    members = np.flatnonzero(live & ~orphan)
+    members = np.flatnonzero(live & ~orphan & ~seed)
     korder = members[np.lexsort((time[members], key[members]))]
     m = len(korder)
     position = np.full(n, -1, np.int64)
@@ -193,12 +202,15 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     run_row = np.maximum.accumulate(until_row) if m else until_row
     open_ = (_previous(run_time, same) >= t) | (_previous(run_row, same, -1) > np.arange(m))
     w = window[korder]
-    opens = ~same | ((st != RESOLVED) & ~open_ & (t > prev_t + w))
+    seeded = np.zeros(len(adm.keys), bool)  # keys walked whole from their seeds
+    seeded[key[seed]] = True
+    opens = ~same | ((st != RESOLVED) & ~open_ & (t > prev_t + w) & ~seeded[k])
     stretch = np.cumsum(opens) - 1
     start = np.flatnonzero(opens)
     capped = (st != RESOLVED) & ~opens & (t > t[start][stretch] + cap[korder])
     slow = np.zeros(len(start), bool)
     slow[stretch[capped]] = True
+    slow[seeded[k[start]]] = True
 
     is_first = np.zeros(n, bool)
     is_first[first_firing] = True
@@ -228,8 +240,10 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     def per(x: np.ndarray, ufunc: np.ufunc = np.add) -> np.ndarray:
         return ufunc.reduceat(x[fast_rows], local_start) if len(fs) else x[:0]
     not_resolve = (st != RESOLVED).astype(np.int64)
-    occ_stretch = stretch[position[first_firing]] if n_occ else np.zeros(0, np.int64)
-    occ_fast = fast[occ_stretch] if n_occ else np.zeros(0, bool)
+    occ_member = position[first_firing] >= 0  # not a seed
+    occ_stretch = stretch[np.maximum(position[first_firing], 0)] if m else \
+        np.zeros(n_occ, np.int64)
+    occ_fast = fast[occ_stretch] & occ_member if n_occ else np.zeros(0, bool)
     occ_inc = renumber[occ_stretch[occ_fast]]
     n_f = len(fs)
     last_resolve = np.full(n_f, NONE, np.int64)
@@ -263,15 +277,27 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
                "key": adm.key, "key_missing": adm.key_missing, "window": window, "cap": cap,
                "stale_after": stale_after, "severity": adm.severity}
     spans = list(zip(start[slow].tolist(), ends[slow].tolist(), strict=True))
-    jobs = [(korder[lo:hi], {name: values[korder[lo:hi]] for name, values in columns.items()},
-             int(k[lo])) for lo, hi in spans]
+    seeds_of: dict[int, np.ndarray] = {}
+    if seed.any():
+        seed_rows = np.flatnonzero(seed)
+        by_key = seed_rows[np.argsort(key[seed_rows], kind="stable")]
+        bounds = np.flatnonzero(np.diff(key[by_key])) + 1
+        seeds_of = {int(key[part[0]]): part for part in np.split(by_key, bounds) if len(part)}
+    jobs = []
+    for lo, hi in spans:
+        seeds = seeds_of.get(int(k[lo]), korder[:0]) if lo == 0 or not same[lo] else korder[:0]
+        walk_rows = np.concatenate([seeds, korder[lo:hi]])
+        jobs.append((walk_rows, {name: values[walk_rows] for name, values in columns.items()},
+                     int(k[lo]), len(seeds)))
     walked: list[Incidents] = []
     base = n_f
     walked_rows = np.zeros(n, bool)
+    seed_end = np.full(n, NONE, np.int64)
     walks = run_all(walk_stretch, jobs, [hi - lo for lo, hi in spans])
-    for (lo, hi), stretch_walk in zip(spans, walks, strict=True):
+    for (lo, hi), job, stretch_walk in zip(spans, jobs, walks, strict=True):
         rows = korder[lo:hi]
         walked_rows[rows] = True
+        seed_end[job[0][:job[3]]] = stretch_walk.seed_ends
         out_incident[rows] = base + stretch_walk.incident
         out_rule[rows] = stretch_walk.rule
         out_gap[rows[1:]] = stretch_walk.gap[1:]  # the first keeps its gap to the stretch before
@@ -285,7 +311,7 @@ def correlate_event_time(adm: Admission, timeline: SettingsTimeline,
     incidents = concat_incidents([fast_inc, *walked])
     out_flap = out_rule == REOPEN
     return EventTime(out_incident, out_rule, out_gap, out_flap, orphan, key, window,
-                     incidents, first_firing, slow_rows, walked_rows)
+                     incidents, first_firing[occ_member], slow_rows, walked_rows, seed_end)
 
 
 @dataclass
@@ -298,25 +324,31 @@ class StretchWalk:
     gap: np.ndarray
     last: int
     incidents: Incidents  # linked_to local
+    seed_ends: np.ndarray  # of its seeds, in order (`SequentialPass.seed_end`)
 
 
-def walk_stretch(job: tuple[np.ndarray, dict[str, np.ndarray], int]) -> StretchWalk:
+def walk_stretch(job: tuple[np.ndarray, dict[str, np.ndarray], int, int]) -> StretchWalk:
     """Walk one stretch of one key: `job` holds its rows (the caller's row numbers), the
-    `Rows` columns at them, in (event time, ingest_seq) order, and the key it correlates
-    under (a re-send's own key may differ: it follows its occurrence's)."""
-    rows, columns, key = job
+    `Rows` columns at them, in (event time, ingest_seq) order, the key it correlates under
+    (a re-send's own key may differ: it follows its occurrence's), and how many of the rows
+    are seeds (first: `SequentialPass.seed`, not walked nor in the answer)."""
+    rows, columns, key, n_seeds = job
     walk = SequentialPass(Rows(rows=rows.tolist(),
                                **{name: values.tolist() for name, values in columns.items()}))
-    n = len(rows)
-    for i in range(n):
+    for i in range(n_seeds):
+        walk.seed(i)
+    fed = range(n_seeds, len(rows))
+    for i in fed:
         walk.feed(i)
-    gaps = [None] + [walk.gap[i] for i in range(1, n)]  # the first's is to the stretch before
+    # the first's gap is to the stretch before
+    gaps = [None] + [walk.gap[i] for i in fed[1:]]
     return StretchWalk(
-        incident=np.array([walk.incident_of[i] for i in range(n)], np.int64),
-        rule=np.array([walk.rule[i] for i in range(n)], np.int64),
+        incident=np.array([walk.incident_of[i] for i in fed], np.int64),
+        rule=np.array([walk.rule[i] for i in fed], np.int64),
         gap=np.array([NONE if g is None else g for g in gaps], np.int64),
         last=walk.incidents[walk.latest[key]].last,
-        incidents=walked_incidents(walk))
+        incidents=walked_incidents(walk),
+        seed_ends=np.array([walk.seed_end(i) for i in range(n_seeds)], np.int64))
 
 
 def walked_incidents(walk: SequentialPass) -> Incidents:

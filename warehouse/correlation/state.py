@@ -5,8 +5,8 @@ State lives in DuckDB tables (schema `corr`): the events with their arrival deci
 live incidents with their lifecycle, every event's explanation, the merge log, each
 tenant's clock, the keys each alert's events were correlated under (`alert_keys`), and the ids
 of the events whose explanation a batch (re)wrote (`changed_events`, collected by the
-pipeline's incremental models). `apply(batch)` takes
-events that arrived after everything stored (higher `ingest_seq`, any event times):
+pipeline's incremental models). `apply(batch)` takes events that arrived after everything
+stored (higher `ingest_seq`, any event times):
 
 1. Arrival decisions (R2, R9, R11) depend only on earlier events of the same delivery id,
    body hash or alert; those stored rows are read as context with their stored decisions
@@ -19,6 +19,13 @@ events that arrived after everything stored (higher `ingest_seq`, any event time
    incident, `sequential`; usually a cap), so everything before it stays as stored; that
    incident keeps its stored link, and its first event its stored rule and gap. Keys an alert
    spans together restart from their beginning.
+   A key whose latest incident there is not quiet (an alert of it fires across the cap,
+   often for weeks, so its last quiet incident lies far back) starts at that incident
+   instead, its walk seeded with the latest firing of each occurrence possibly open there
+   (`_SEEDED`); the incidents before it those occurrences joined stay open as long as they
+   do (their `open_until_us` is raised to each one's end after the walk). Not when one of
+   them resolves (stored, in the batch, or made effective by the batch: `SeedReachesBack`,
+   and the batch is applied again without seeds).
 3. Merge replay (R10) runs on those keys with the stored rows as history.
 
 Statuses depend on the tenant clock, so they are computed when results are read, from each
@@ -46,6 +53,7 @@ from warehouse.correlation.engine import (
     correlate,
 )
 from warehouse.correlation.events import EVENTS, conform
+from warehouse.correlation.sequential import SeedReachesBack
 from warehouse.correlation.sessions import NONE, STATUSES, status_of
 from warehouse.correlation.timeline import SettingsTimeline
 from warehouse.correlation_settings import PLAIN_KEY_FIELDS
@@ -132,7 +140,10 @@ class CorrelationState:
         con = self.con
         _run(con, "BEGIN TRANSACTION")
         try:
-            applied = self._apply(batch, first_seq, fresh=stored_max is None)
+            try:
+                applied = self._apply(batch, first_seq, fresh=stored_max is None)
+            except SeedReachesBack:  # (nothing written yet) restart at quiet incidents
+                applied = self._apply(batch, first_seq, fresh=False, seeded=False)
             _run(con, "COMMIT")
         except BaseException:
             _run(con, "ROLLBACK")
@@ -166,7 +177,8 @@ class CorrelationState:
             raise
         return Applied(batch.num_rows, 0, 0, 0, out.slow_rows, out.replayed_rows)
 
-    def _apply(self, batch: pa.Table, first_seq: int, fresh: bool) -> Applied:
+    def _apply(self, batch: pa.Table, first_seq: int, fresh: bool, seeded: bool = True
+               ) -> Applied:
         con = self.con
         if fresh:  # nothing stored of these tenants (R1: the others do not matter)
             out = correlate(batch, self.timeline)
@@ -197,6 +209,10 @@ class CorrelationState:
         body_since = f"make_timestamptz({since}::BIGINT)"
         for sql in _TOUCHED:
             _run(con, sql.format(read=read, body_since=body_since))
+        for sql in _SEEDED if seeded else _UNSEEDED:
+            _run(con, sql.format(read=read))
+        for sql in _READ:
+            _run(con, sql.format(read=read, body_since=body_since))
         context = con.sql(_INPUT).to_arrow_table()
         _run(con, _COMPARED)
         restart_rows = con.sql(f"""
@@ -207,7 +223,8 @@ class CorrelationState:
         rows = pa.concat_tables([
             context.cast(_INPUT_SCHEMA),
             batch.append_column("stale_resolve", pa.nulls(batch.num_rows, pa.bool_()))
-                 .append_column("context_only", pa.array([False] * batch.num_rows)),
+                 .append_column("context_only", pa.array([False] * batch.num_rows))
+                 .append_column("seed_key", pa.nulls(batch.num_rows, pa.string())),
         ])
         out = correlate(rows, self.timeline, base_clock=base, quiet_below=first_seq)
         keys = self._count("restart")
@@ -220,6 +237,18 @@ class CorrelationState:
         _run(con, f"""UPDATE {SCHEMA}.incidents i SET linked_to = r.linked_to FROM restart r
                         WHERE r.linked_to IS NOT NULL AND i.agg_key = r.agg_key
                           AND epoch_us(i.first_seen) = r.time_us AND i.first_seq = r.seq""")
+        if out.seed_ends is not None:
+            # the incidents before a seeded start stay open while an occurrence they hold
+            # does (R8): each one's end after the walk (re-sends only move it later)
+            con.register("seed_ends", out.seed_ends)
+            _run(con, f"""
+                UPDATE {SCHEMA}.incidents i
+                SET open_until_us = greatest(coalesce(i.open_until_us, e.end_us), e.end_us)
+                FROM (SELECT si.incident_id, max(se.end_us) AS end_us
+                      FROM seed_incidents si JOIN seeds s USING (agg_key, alert)
+                      JOIN seed_ends se ON se.event_id = s.event_id
+                      WHERE se.end_us IS NOT NULL GROUP BY si.incident_id) e
+                WHERE i.incident_id = e.incident_id""")
         n_context = int(pc.sum(context.column("context_only")).as_py() or 0)
         return Applied(batch.num_rows, keys, self._count("region"), n_context, out.slow_rows,
                        out.replayed_rows)
@@ -467,21 +496,97 @@ _TOUCHED = [
                 FROM {SCHEMA}.incidents i JOIN touched t USING (agg_key)
                 WHERE i.restartable AND epoch_us(i.first_seen) <= t.tmin)
             WHERE rn = 1) r USING (agg_key)""",
+]
+# Keys whose latest incident at or before the batch is not quiet (an alert of theirs still
+# fires there, often for weeks) start there instead of at their last quiet incident, seeded
+# with the latest firing of each of their alerts whose latest row before it is a firing (its
+# occurrence may be open there: `sequential.SequentialPass.seed`). Not when one of those
+# alerts resolves from there on (stored, or in the batch): the resolve would reach incidents
+# before the start. A resolve that only the re-walk makes effective (a stored orphan) raises
+# `SeedReachesBack`, and the batch is applied again without seeds.
+_SEEDED = [
+    f"""CREATE OR REPLACE TEMP TABLE seeded_start AS
+        SELECT agg_key, time_us, seq, linked_to FROM (
+            SELECT i.agg_key, epoch_us(i.first_seen) AS time_us, i.first_seq AS seq,
+                   i.linked_to, i.restartable,
+                   row_number() OVER (PARTITION BY i.agg_key
+                                      ORDER BY epoch_us(i.first_seen) DESC,
+                                               i.first_seq DESC) AS rn
+            FROM {SCHEMA}.incidents i JOIN touched t USING (agg_key)
+            WHERE epoch_us(i.first_seen) <= t.tmin
+              AND i.agg_key NOT IN (SELECT agg_key FROM shared_keys)
+              AND i.agg_key NOT LIKE '%|missing-asset:%')
+        WHERE rn = 1 AND NOT restartable""",
+    # the stateful rows of those keys' occurrences (orphans, stale resolves, duplicates and
+    # too-late events take no part in one) from their last quiet incident on (every
+    # occurrence before it is closed there)
+    f"""CREATE OR REPLACE TEMP TABLE seeded_rows AS
+        SELECT e.agg_key, e.alert, e.rowid AS rid, e.event_id, e.status,
+               e.event_time_us < s.time_us
+               OR (e.event_time_us = s.time_us AND e.ingest_seq < s.seq) AS before,
+               e.event_time_us, e.ingest_seq
+        FROM {SCHEMA}.events e JOIN seeded_start s USING (agg_key) JOIN restart r USING (agg_key)
+        WHERE e.fate = 0 AND NOT e.stale_resolve AND e.status <> 'point'
+          AND (e.event_time_us > r.time_us
+               OR (e.event_time_us = r.time_us AND e.ingest_seq >= r.seq))""",
+    """CREATE OR REPLACE TEMP TABLE seeds AS
+        SELECT agg_key, alert, rid, event_id FROM (
+            SELECT agg_key, alert, rid, event_id, status,
+                   row_number() OVER (PARTITION BY agg_key, alert
+                                      ORDER BY event_time_us DESC, ingest_seq DESC) AS rn
+            FROM seeded_rows WHERE before)
+        WHERE rn = 1 AND status = 'firing'""",
+    """DELETE FROM seeded_start WHERE agg_key IN (
+        SELECT r.agg_key FROM seeded_rows r JOIN seeds s USING (agg_key, alert)
+        WHERE NOT r.before AND r.status = 'resolved'
+        UNION ALL
+        SELECT s.agg_key FROM seeds s JOIN b_info b USING (alert)
+        WHERE b.admitted AND b.status = 'resolved')""",
+    "DELETE FROM seeds WHERE agg_key NOT IN (SELECT agg_key FROM seeded_start)",
+    """UPDATE restart r SET time_us = s.time_us, seq = s.seq, linked_to = s.linked_to
+        FROM seeded_start s WHERE r.agg_key = s.agg_key""",
+    # the incidents before the start that each seeded occurrence joined: those of its rows
+    # from its first firing (the alert's latest new one) on
+    f"""CREATE OR REPLACE TEMP TABLE seed_incidents AS
+        WITH o AS (
+            SELECT r.agg_key, r.alert, m.incident_id, m.new_alert,
+                   sum(m.new_alert::INTEGER) OVER (
+                       PARTITION BY r.agg_key, r.alert
+                       ORDER BY r.event_time_us DESC, r.ingest_seq DESC
+                       ROWS UNBOUNDED PRECEDING) AS firsts
+            FROM seeded_rows r SEMI JOIN seeds s ON r.agg_key = s.agg_key AND r.alert = s.alert
+            JOIN (SELECT event_id, incident_id, new_alert FROM {SCHEMA}.memberships
+                  WHERE agg_key IN (SELECT agg_key FROM seeds)) m ON m.event_id = r.event_id
+            WHERE r.before)
+        SELECT DISTINCT agg_key, alert, incident_id FROM o
+        WHERE firsts = 0 OR (firsts = 1 AND new_alert)""",
+]
+_UNSEEDED = [
+    """CREATE OR REPLACE TEMP TABLE seeds AS
+        SELECT NULL::VARCHAR AS agg_key, NULL::VARCHAR AS alert, NULL::BIGINT AS rid,
+               NULL::VARCHAR AS event_id LIMIT 0""",
+]
+_READ = [
     # stored rows recomputed: the touched keys from their restart, and orphan resolves of
     # their alerts (a late firing can make one effective)
     # (found by row id first, then read: reading the columns of every stored event to keep a
     # few percent of them costs three times as much)
+    # (with the seed rows, read in the same pass and then set apart)
     f"""CREATE OR REPLACE TEMP TABLE region AS
         SELECT {{read}} FROM {SCHEMA}.events WHERE rowid IN (
             SELECT e.rowid FROM {SCHEMA}.events e JOIN restart r USING (agg_key)
             WHERE e.event_time_us > r.time_us
                OR (e.event_time_us = r.time_us AND e.ingest_seq >= r.seq)
+            UNION ALL SELECT rid FROM seeds
             UNION ALL
             SELECT e.rowid FROM {SCHEMA}.events e JOIN (
                 SELECT p.alert, min(r.time_us) AS time_us
                 FROM pairs p JOIN restart r USING (agg_key) GROUP BY p.alert) a USING (alert)
             WHERE e.fate = 0 AND e.agg_key IS NULL AND NOT e.stale_resolve
               AND e.event_time_us >= a.time_us)""",
+    """CREATE OR REPLACE TEMP TABLE seed_rows AS
+        SELECT * FROM region WHERE event_id IN (SELECT event_id FROM seeds)""",
+    "DELETE FROM region WHERE event_id IN (SELECT event_id FROM seeds)",
     # stored rows read for the batch's arrival decisions: R2 groups (same delivery id or
     # body hash) and, for R11, each resolved alert's latest accepted firing (only the latest
     # event time matters: a resolve is stale when an earlier arrival fired after it)
@@ -512,14 +617,19 @@ _COMPARED = """
     WHERE e.agg_key IS NULL OR e.event_time_us IS NULL OR t.tmin IS NULL
        OR e.event_time_us >= t.tmin OR e.agg_key IN (SELECT agg_key FROM shared_keys)"""
 _INPUT_SCHEMA = pa.schema(list(EVENTS) + [pa.field("stale_resolve", pa.bool_()),
-                                          pa.field("context_only", pa.bool_())])
+                                          pa.field("context_only", pa.bool_()),
+                                          pa.field("seed_key", pa.string())])
 _INPUT = f"""
     SELECT {', '.join(EVENTS.names[:-1])}, fate = 1 AS duplicate, stale_resolve,
-           false AS context_only FROM region
+           false AS context_only, NULL::VARCHAR AS seed_key FROM region
     UNION ALL
     SELECT {', '.join(EVENTS.names[:-1])}, fate = 1 AS duplicate, stale_resolve,
-           true AS context_only FROM history
+           true AS context_only, NULL::VARCHAR AS seed_key FROM history
     WHERE event_id NOT IN (SELECT event_id FROM region)
+      AND event_id NOT IN (SELECT event_id FROM seed_rows)
+    UNION ALL
+    SELECT {', '.join(EVENTS.names[:-1])}, fate = 1 AS duplicate, stale_resolve,
+           false AS context_only, agg_key AS seed_key FROM seed_rows
     ORDER BY ingest_seq, event_id"""
 
 
