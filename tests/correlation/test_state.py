@@ -152,13 +152,16 @@ def test_a_cap_with_an_alert_still_firing_is_not_a_restart_point() -> None:
 def test_a_key_starts_at_a_cap_with_an_alert_still_firing_seeded_with_it() -> None:
     # Incremental = full (R3, R6, R8): B still fires at the cap and does not resolve in the
     # next batch, so the key re-walks from the cap only, its walk seeded with B's occurrence
-    # (B's re-send at 78 min joins the capped incident as a re-send, not a new alert)
+    # (B's re-send at 78 min joins the capped incident as a re-send, not a new alert). The
+    # re-send keeps B open until 108 min, and the first incident with it: at the clock of
+    # 100 min it is open, not stale as its stored end (85 min) alone would make it
     stored = timed([*BUSY, (65, "point", ""), (75, "point", "")])
-    batch = timed([(78, "firing", "B"), (80, "point", "")], first_seq=len(stored) + 1)
+    batch = timed([(78, "firing", "B"), (100, "point", "")], first_seq=len(stored) + 1)
     state, applied = stored_then(stored, batch)
     assert applied.region_rows == 2  # the stored rows at 65 and 75 min
     new_alert = {m["event_id"]: m["new_alert"] for m in state.result().memberships.to_pylist()}
     assert not new_alert[batch[0].event_id]
+    assert [i["status"] for i in state.result().incidents.to_pylist()] == ["open", "open"]
 
 
 def test_a_seeded_occurrence_that_resolves_after_all_restarts_the_key_from_before_it() -> None:
