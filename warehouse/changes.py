@@ -4,11 +4,15 @@ A late event can change incidents of any earlier day (R10), so the marts cannot 
 by "today's partition". What changed is known exactly at the source instead:
 
 - the correlation state records every event whose explanation a batch (re)wrote
-  (`corr.changed_events`, in the batch's own transaction);
+  (`corr.changed_events`) and which incidents it may have rewritten
+  (`corr.rewritten_incidents`), in the batch's own transaction;
 - the correlation asset turns each of its steps into a **version**: it moves those event ids
   to `pipeline.changed_events` and compares the incidents (status at the tenant clock
   included, so an incident that went stale counts) with the previous ones into
-  `pipeline.changed_incidents`, in one transaction;
+  `pipeline.changed_incidents`, in one transaction. Only the incidents that can differ are
+  compared (`incidents_in_question`): those rewritten, and those open before (a status moves
+  with the clock only from open: resolved and stale are final while the incident's row
+  stays as it is);
 - every model records the version its inputs were at when it was built
   (`pipeline.model_versions`, with a digest of its SQL). An incremental model refreshes the
   rows in scope of the versions after its own, up to the oldest version among its parents
@@ -85,23 +89,59 @@ def floor(con: duckdb.DuckDBPyConnection) -> int:
     return int(scalar(con, "SELECT coalesce(max(version), 0) FROM pipeline.change_floor") or 0)
 
 
-def record_step(con: duckdb.DuckDBPyConnection, incidents: pa.Table) -> tuple[int, int, int]:
+def _int_incidents_exists(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = "
+                            "'intermediate' AND table_name = 'int_incidents'"))
+
+
+def incidents_in_question(con: duckdb.DuckDBPyConnection) -> str | None:
+    """A temporary table of the ids of the incidents whose row in
+    `intermediate.int_incidents` can differ from the correlation state's now: those the state
+    rewrote since the last step (`corr.rewritten_incidents`: a key's from its restart on, a
+    tenant's, single incidents), as they were and as they are; every merge record of those
+    keys and tenants; and every incident open before. None when every incident is in
+    question (a first step, or a store that has not recorded what it rewrote)."""
+    if not _int_incidents_exists(con) or scalar(
+            con, "SELECT count(*) FROM corr.rewritten_incidents WHERE tenant_id IS NULL "
+                 "AND agg_key IS NULL AND incident_id IS NULL"):
+        return None
+    run(con, """CREATE OR REPLACE TEMP TABLE rewritten_keys AS
+                SELECT agg_key, min(since_us) AS since_us FROM corr.rewritten_incidents
+                WHERE agg_key IS NOT NULL GROUP BY agg_key""")
+    tenants = "tenant_id IN (SELECT tenant_id FROM corr.rewritten_incidents)"
+    since = "JOIN rewritten_keys k USING (agg_key) WHERE epoch_us(i.first_seen) >= k.since_us"
+    run(con, f"""CREATE OR REPLACE TEMP TABLE incidents_in_question AS
+                 SELECT i.incident_id FROM corr.incidents i {since}
+                 UNION SELECT i.incident_id FROM intermediate.int_incidents i {since}
+                 UNION SELECT incident_id FROM corr.incidents WHERE {tenants}
+                 UNION SELECT incident_id FROM intermediate.int_incidents
+                 WHERE {tenants} OR status = 'open'
+                 UNION SELECT incident_id FROM corr.merges
+                 WHERE {tenants} OR agg_key IN (SELECT agg_key FROM rewritten_keys)
+                 UNION SELECT incident_id FROM corr.rewritten_incidents
+                 WHERE incident_id IS NOT NULL""")
+    return "incidents_in_question"
+
+
+def record_step(con: duckdb.DuckDBPyConnection, incidents: pa.Table,
+                among: str | None = None) -> tuple[int, int, int]:
     """A new version: the events the correlation state rewrote since the last step, and the
     incidents that differ from `intermediate.int_incidents`, which is then brought equal to
-    `incidents`. Call inside the caller's transaction. Returns (version, changed events, changed
-    incidents)."""
+    `incidents` (every incident, or those of the ids in table `among`:
+    `incidents_in_question`). Call inside the caller's transaction. Returns (version, changed
+    events, changed incidents)."""
     version = current_version(con) + 1
     con.register("new_incidents", incidents)
-    exists = scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = "
-                         "'intermediate' AND table_name = 'int_incidents'")
-    if exists:
+    if _int_incidents_exists(con):
         # the row before and the row after (a key's next incident depends on both places);
         # only those are deleted and inserted: rewriting every incident each step would
         # cost more than the comparison
-        run(con, """CREATE OR REPLACE TEMP TABLE incidents_after AS
-                    SELECT * FROM new_incidents EXCEPT SELECT * FROM intermediate.int_incidents""")
-        run(con, """CREATE OR REPLACE TEMP TABLE incidents_before AS
-                    SELECT * FROM intermediate.int_incidents EXCEPT SELECT * FROM new_incidents""")
+        before = "intermediate.int_incidents" + (
+            f" WHERE incident_id IN (SELECT incident_id FROM {among})" if among else "")
+        run(con, f"""CREATE OR REPLACE TEMP TABLE incidents_after AS
+                     SELECT * FROM new_incidents EXCEPT SELECT * FROM {before}""")
+        run(con, f"""CREATE OR REPLACE TEMP TABLE incidents_before AS
+                     SELECT * FROM {before} EXCEPT SELECT * FROM new_incidents""")
         run(con, """
             INSERT INTO pipeline.changed_incidents
             SELECT DISTINCT ?, incident_id, tenant_id, agg_key, first_seen FROM (
@@ -120,6 +160,7 @@ def record_step(con: duckdb.DuckDBPyConnection, incidents: pa.Table) -> tuple[in
     run(con, "INSERT INTO pipeline.changed_events SELECT DISTINCT ?, event_id "
              "FROM corr.changed_events", [version])
     run(con, "DELETE FROM corr.changed_events")
+    run(con, "DELETE FROM corr.rewritten_incidents")
     events = int(scalar(con, "SELECT count(*) FROM pipeline.changed_events WHERE version = ?",
                         [version]) or 0)
     changed = int(scalar(con, "SELECT count(DISTINCT incident_id) FROM "

@@ -388,10 +388,11 @@ def write_incidents(con: duckdb.DuckDBPyConnection, state: CorrelationState
     new change version (`warehouse.changes`) in one transaction. Returns (incidents,
     version, changed events, changed incidents)."""
     ensure_schemas(con)
-    incidents, _ = state.incidents()
+    among = changes.incidents_in_question(con)
+    incidents, _ = state.incidents(among)
     run(con, "BEGIN TRANSACTION")
     try:
-        version, events, changed = changes.record_step(con, incidents)
+        version, events, changed = changes.record_step(con, incidents, among)
         for name in PYTHON_MODELS:
             changes.set_model_version(con, name, version, "python")
         # changes every built incremental model and the published snapshot have consumed
@@ -405,7 +406,8 @@ def write_incidents(con: duckdb.DuckDBPyConnection, state: CorrelationState
     except BaseException:
         run(con, "ROLLBACK")
         raise
-    return incidents.num_rows, version, events, changed
+    return (int(scalar(con, "SELECT count(*) FROM intermediate.int_incidents") or 0), version,
+            events, changed)
 
 
 def _us(value: object) -> int:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tests.correlation.engine_adapter import events_table
 from tests.correlation.reference import Event
 from tests.correlation.test_engine_properties import T0, histories, timelines
+from warehouse import changes
 from warehouse.correlation.engine import correlate
 from warehouse.correlation.state import Applied, CorrelationState
 from warehouse.correlation.timeline import SettingsTimeline
@@ -41,15 +42,40 @@ def assert_same(state: CorrelationState, events: list[Event],
 def assert_batches_equal_full(events: list[Event], timeline: SettingsTimeline,
                               data: st.DataObject) -> None:
     """Apply `events` in arrival order, cut into up to five batches drawn from `data`; the
-    state must equal one full recompute."""
+    state must equal one full recompute, and the pipeline's incidents, brought up to date
+    after each batch only where the state says it rewrote them, every incident of it."""
     ordered = sorted(events, key=lambda e: e.ingest_seq)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(ordered)), max_size=4)))
     state = CorrelationState(duckdb.connect(), timeline)
     start = 0
     for cut in [*cuts, len(ordered)]:
         state.apply(events_table(ordered[start:cut]))
+        assert_change_log_current(state)
         start = cut
     assert_same(state, events, timeline)
+
+
+def assert_change_log_current(state: CorrelationState) -> None:
+    """`intermediate.int_incidents` after the change log's step (which compares only the
+    incidents in question: `warehouse.changes.incidents_in_question`) is every incident."""
+    con = state.con
+    changes.ensure_tables(con)
+    con.execute("CREATE SCHEMA IF NOT EXISTS intermediate").fetchall()
+    among = changes.incidents_in_question(con)
+    changes.record_step(con, state.incidents(among)[0], among)
+    assert_int_incidents_complete(state)
+
+
+def assert_int_incidents_complete(state: CorrelationState) -> None:
+    """`intermediate.int_incidents` holds every incident of the state as it is now."""
+    con = state.con
+    every, _ = state.incidents()
+    con.register("every_incident", every)
+    for a, b in (("intermediate.int_incidents", "every_incident"),
+                 ("every_incident", "intermediate.int_incidents")):
+        left = con.execute(f"SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}").fetchall()
+        assert not left, f"rows of {a} not in {b}: {left}"
+    con.unregister("every_incident")
 
 
 @settings(max_examples=150, deadline=None,
@@ -191,6 +217,20 @@ def test_a_store_written_before_the_alert_keys_table_gets_it_from_its_events() -
     assert_same(state, stored + batch, CAPPED)
     state.forget(["t1"])
     assert con.execute("SELECT count(*) FROM corr.alert_keys").fetchall() == [(0,)]
+
+
+def test_a_store_written_before_the_rewrite_log_has_every_incident_compared_once() -> None:
+    # Incremental = full for the pipeline's change log: a store of an earlier version does
+    # not say which incidents its last batches rewrote, so its next step compares them all
+    state = CorrelationState(duckdb.connect(), CAPPED)
+    state.apply(events_table(timed([*BUSY, (65, "point", "")])))
+    assert_change_log_current(state)
+    state.con.execute("DROP TABLE corr.rewritten_incidents").fetchall()
+    state.con.execute("DELETE FROM intermediate.int_incidents").fetchall()  # (out of date)
+    state = CorrelationState(state.con, CAPPED)
+    assert changes.incidents_in_question(state.con) is None
+    assert_change_log_current(state)
+    assert changes.incidents_in_question(state.con) is not None
 
 
 @pytest.mark.parametrize(("hours", "duplicate"), [(23, True), (24, True), (25, False)])

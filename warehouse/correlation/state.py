@@ -3,9 +3,11 @@ full recompute would leave them, touching only the keys and time ranges a batch 
 
 State lives in DuckDB tables (schema `corr`): the events with their arrival decisions, the
 live incidents with their lifecycle, every event's explanation, the merge log, each
-tenant's clock, the keys each alert's events were correlated under (`alert_keys`), and the ids
-of the events whose explanation a batch (re)wrote (`changed_events`, collected by the
-pipeline's incremental models). `apply(batch)` takes events that arrived after everything
+tenant's clock, the keys each alert's events were correlated under (`alert_keys`), the ids
+of the events whose explanation a batch (re)wrote (`changed_events`) and the incidents it
+may have rewritten (`rewritten_incidents`: a key's from a time on, a tenant's, one incident,
+or with nothing named every incident), both collected by the pipeline's change log
+(`warehouse.changes`). `apply(batch)` takes events that arrived after everything
 stored (higher `ingest_seq`, any event times):
 
 1. Arrival decisions (R2, R9, R11) depend only on earlier events of the same delivery id,
@@ -71,6 +73,8 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.events (
     alert VARCHAR, delivery VARCHAR, body VARCHAR);
 CREATE TABLE IF NOT EXISTS {SCHEMA}.clocks (tenant_id VARCHAR PRIMARY KEY, clock_us BIGINT);
 CREATE TABLE IF NOT EXISTS {SCHEMA}.changed_events (event_id VARCHAR);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.rewritten_incidents (
+    tenant_id VARCHAR, agg_key VARCHAR, since_us BIGINT, incident_id VARCHAR);
 """
 # Which keys each alert's stored events were correlated under, one row per (key, alert): what
 # a batch's touched keys and shared keys are worked out from, a twentieth of the events' rows.
@@ -105,9 +109,14 @@ class CorrelationState:
     def __init__(self, con: duckdb.DuckDBPyConnection, timeline: SettingsTimeline) -> None:
         self.con = con
         self.timeline = timeline
+        new_log = not con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? "
+            "AND table_name = 'rewritten_incidents'", [SCHEMA]).fetchall()[0][0]
         for statement in _DDL.split(";"):
             if statement.strip():
                 _run(con, statement)
+        if new_log:  # (a store from before the table: its next change log compares all)
+            _run(con, f"INSERT INTO {SCHEMA}.rewritten_incidents VALUES (NULL, NULL, NULL, NULL)")
         _run(con, _ALERT_KEYS)
         self._create_like("incidents", pa.unify_schemas([INCIDENTS, LIFECYCLE]))
         self._create_like("memberships", MEMBERSHIPS)
@@ -228,6 +237,10 @@ class CorrelationState:
         ])
         out = correlate(rows, self.timeline, base_clock=base, quiet_below=first_seq)
         keys = self._count("restart")
+        # each key's incidents from its restart on are deleted and stored again (the batch's
+        # new keys are touched keys too)
+        _run(con, f"""INSERT INTO {SCHEMA}.rewritten_incidents
+                      SELECT NULL, agg_key, time_us, NULL FROM restart""")
         _run(con, f"""
             DELETE FROM {SCHEMA}.incidents i USING restart r
             WHERE i.agg_key = r.agg_key AND (epoch_us(i.first_seen) > r.time_us OR
@@ -241,14 +254,18 @@ class CorrelationState:
             # the incidents before a seeded start stay open while an occurrence they hold
             # does (R8): each one's end after the walk (re-sends only move it later)
             con.register("seed_ends", out.seed_ends)
+            _run(con, """
+                CREATE OR REPLACE TEMP TABLE seeded_ends AS
+                SELECT si.incident_id, max(se.end_us) AS end_us
+                FROM seed_incidents si JOIN seeds s USING (agg_key, alert)
+                JOIN seed_ends se ON se.event_id = s.event_id
+                WHERE se.end_us IS NOT NULL GROUP BY si.incident_id""")
             _run(con, f"""
                 UPDATE {SCHEMA}.incidents i
                 SET open_until_us = greatest(coalesce(i.open_until_us, e.end_us), e.end_us)
-                FROM (SELECT si.incident_id, max(se.end_us) AS end_us
-                      FROM seed_incidents si JOIN seeds s USING (agg_key, alert)
-                      JOIN seed_ends se ON se.event_id = s.event_id
-                      WHERE se.end_us IS NOT NULL GROUP BY si.incident_id) e
-                WHERE i.incident_id = e.incident_id""")
+                FROM seeded_ends e WHERE i.incident_id = e.incident_id""")
+            _run(con, f"""INSERT INTO {SCHEMA}.rewritten_incidents
+                          SELECT NULL, NULL, NULL, incident_id FROM seeded_ends""")
         n_context = int(pc.sum(context.column("context_only")).as_py() or 0)
         return Applied(batch.num_rows, keys, self._count("region"), n_context, out.slow_rows,
                        out.replayed_rows)
@@ -264,6 +281,8 @@ class CorrelationState:
         if restart_rows is None:  # a first batch: every explanation is new
             _run(con, f"INSERT INTO {SCHEMA}.memberships BY NAME SELECT * FROM memberships")
             _run(con, f"INSERT INTO {SCHEMA}.changed_events SELECT event_id FROM memberships")
+            _run(con, f"""INSERT INTO {SCHEMA}.rewritten_incidents
+                          SELECT DISTINCT tenant_id, NULL, NULL, NULL FROM batch""")
         else:
             self._store_changed(restart_rows, pc.min(batch.column("ingest_seq")).as_py())
         _run(con, f"""INSERT INTO {SCHEMA}.incidents BY NAME
@@ -355,6 +374,9 @@ class CorrelationState:
                           "alert_keys"):
                 self.con.execute(f"DELETE FROM {SCHEMA}.{table} WHERE tenant_id IN "
                                  f"({placeholders})", tenants).fetchall()
+            self.con.executemany(
+                f"INSERT INTO {SCHEMA}.rewritten_incidents VALUES (?, NULL, NULL, NULL)",
+                [[t] for t in tenants])
             _run(self.con, "COMMIT")
         except BaseException:
             _run(self.con, "ROLLBACK")
@@ -383,13 +405,17 @@ class CorrelationState:
         return Correlation(incidents, memberships, self._funnels(), lifecycle,
                            merge_log.cast(MERGE_LOG))
 
-    def incidents(self) -> tuple[pa.Table, pa.Table]:
+    def incidents(self, among: str | None = None) -> tuple[pa.Table, pa.Table]:
         """Every incident (INCIDENTS: live ones with their status at the tenant's clock, then
-        merge records) and the live ones' LIFECYCLE."""
+        merge records) and the live ones' LIFECYCLE; only those of the incident ids in table
+        `among` if given."""
         con = self.con
+        only = f"incident_id IN (SELECT incident_id FROM {among})" if among else "true"
+        i_only, m_only = (f"i.{only}", f"m.{only}") if among else (only, only)
         stored = con.sql(f"""
             SELECT i.*, c.clock_us FROM {SCHEMA}.incidents i JOIN {SCHEMA}.clocks c
-            USING (tenant_id) ORDER BY tenant_id, first_seen, incident_id""").to_arrow_table()
+            USING (tenant_id) WHERE {i_only}
+            ORDER BY tenant_id, first_seen, incident_id""").to_arrow_table()
         column = {name: _us(stored.column(name)) for name in (
             "occurrences", "resolved_occurrences", "last_resolve_us", "open_until_us",
             "window_us", "clock_us")}
@@ -410,6 +436,7 @@ class CorrelationState:
             FROM {SCHEMA}.merges m JOIN {SCHEMA}.memberships o
                  ON o.event_id = m.survivor_event_id
             WHERE m.incident_id NOT IN (SELECT incident_id FROM {SCHEMA}.incidents)
+              AND {m_only}
             QUALIFY row_number() OVER (PARTITION BY m.incident_id ORDER BY m.arrival_seq) = 1
             ORDER BY m.tenant_id, m.first_seen, m.incident_id""").to_arrow_table()
         return pa.concat_tables([live, merged.select(INCIDENTS.names).cast(INCIDENTS)]), lifecycle
