@@ -8,9 +8,12 @@ WITH recurrence AS (
            coalesce(lag(last_activity) OVER (PARTITION BY tenant_id, agg_key
                                              ORDER BY first_seen, incident_id)
                     >= first_seen - to_days(CAST($recurrence_days AS INTEGER)), false) AS recurs
-    FROM intermediate.int_incidents
+    FROM intermediate.int_incidents i
+    -- (a refresh reads each key in scope from the counted incident before its earliest one
+    -- in scope, ties included: the lag of every incident in scope is then the full one's)
+    JOIN (SELECT s.tenant_id, s.agg_key, coalesce(max(p.first_seen), s.since) AS since FROM (SELECT tenant_id, agg_key, min(first_seen) AS since FROM intermediate.int_incidents WHERE incident_id IN (SELECT incident_id FROM scope_incidents) GROUP BY ALL) s LEFT JOIN intermediate.int_incidents p ON p.tenant_id = s.tenant_id AND p.agg_key = s.agg_key AND p.first_seen < s.since AND p.visible AND p.merged_into IS NULL GROUP BY s.tenant_id, s.agg_key, s.since) b USING (tenant_id, agg_key)  -- incremental only
     WHERE visible AND merged_into IS NULL
-      AND (tenant_id, agg_key) IN (SELECT tenant_id, agg_key FROM intermediate.int_incidents WHERE incident_id IN (SELECT incident_id FROM scope_incidents))  -- incremental only
+      AND i.first_seen >= b.since  -- incremental only
 ),
 members AS (
     SELECT incident_id, list(DISTINCT source ORDER BY source) AS sources
