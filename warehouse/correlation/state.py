@@ -506,23 +506,34 @@ _TOUCHED = [
     """CREATE OR REPLACE TEMP TABLE shared_keys AS
         SELECT DISTINCT agg_key FROM pairs WHERE alert IN (
             SELECT alert FROM pairs GROUP BY alert HAVING count(DISTINCT agg_key) > 1)""",
+    # each touched key's latest incident at or before its earliest batch event, and its
+    # latest quiet (restartable) one, in one pass over the stored incidents
+    f"""CREATE OR REPLACE TEMP TABLE latest AS
+        SELECT agg_key, arg_max(start, pos) FILTER (WHERE restartable) AS quiet,
+               arg_max(start, pos) AS start, arg_max(restartable, pos) AS restartable
+        FROM (SELECT i.agg_key, i.restartable,
+                     struct_pack(time_us := epoch_us(i.first_seen), seq := i.first_seq,
+                                 linked_to := i.linked_to) AS start,
+                     struct_pack(t := epoch_us(i.first_seen), s := i.first_seq) AS pos
+              FROM {SCHEMA}.incidents i JOIN touched t USING (agg_key)
+              WHERE epoch_us(i.first_seen) <= t.tmin)
+        GROUP BY agg_key""",
     f"""CREATE OR REPLACE TEMP TABLE restart AS
         SELECT t.agg_key,
-               CASE WHEN s.agg_key IS NULL THEN coalesce(r.time_us, {NONE})
+               CASE WHEN s.agg_key IS NULL THEN coalesce(l.quiet.time_us, {NONE})
                     ELSE {NONE} END AS time_us,
-               CASE WHEN s.agg_key IS NULL THEN coalesce(r.seq, {NONE})
+               CASE WHEN s.agg_key IS NULL THEN coalesce(l.quiet.seq, {NONE})
                     ELSE {NONE} END AS seq,
-               CASE WHEN s.agg_key IS NULL THEN r.linked_to END AS linked_to
-        FROM touched t LEFT JOIN shared_keys s USING (agg_key) LEFT JOIN (
-            SELECT agg_key, time_us, seq, linked_to FROM (
-                SELECT i.agg_key, epoch_us(i.first_seen) AS time_us, i.first_seq AS seq,
-                       i.linked_to,
-                       row_number() OVER (PARTITION BY i.agg_key
-                                          ORDER BY epoch_us(i.first_seen) DESC,
-                                                   i.first_seq DESC) AS rn
-                FROM {SCHEMA}.incidents i JOIN touched t USING (agg_key)
-                WHERE i.restartable AND epoch_us(i.first_seen) <= t.tmin)
-            WHERE rn = 1) r USING (agg_key)""",
+               CASE WHEN s.agg_key IS NULL THEN l.quiet.linked_to END AS linked_to
+        FROM touched t LEFT JOIN shared_keys s USING (agg_key)
+        LEFT JOIN latest l USING (agg_key)""",
+    # the stored rows of those keys from their restart on, found by a scan of a few columns
+    # (the region and the seeded starts read their other columns by row id)
+    f"""CREATE OR REPLACE TEMP TABLE walked AS
+        SELECT e.rowid AS rid, e.agg_key, e.event_time_us, e.ingest_seq
+        FROM {SCHEMA}.events e JOIN restart r USING (agg_key)
+        WHERE e.event_time_us > r.time_us
+           OR (e.event_time_us = r.time_us AND e.ingest_seq >= r.seq)""",
 ]
 # Keys whose latest incident at or before the batch is not quiet (an alert of theirs still
 # fires there, often for weeks) start there instead of at their last quiet incident, seeded
@@ -532,30 +543,27 @@ _TOUCHED = [
 # before the start. A resolve that only the re-walk makes effective (a stored orphan) raises
 # `SeedReachesBack`, and the batch is applied again without seeds.
 _SEEDED = [
-    f"""CREATE OR REPLACE TEMP TABLE seeded_start AS
-        SELECT agg_key, time_us, seq, linked_to FROM (
-            SELECT i.agg_key, epoch_us(i.first_seen) AS time_us, i.first_seq AS seq,
-                   i.linked_to, i.restartable,
-                   row_number() OVER (PARTITION BY i.agg_key
-                                      ORDER BY epoch_us(i.first_seen) DESC,
-                                               i.first_seq DESC) AS rn
-            FROM {SCHEMA}.incidents i JOIN touched t USING (agg_key)
-            WHERE epoch_us(i.first_seen) <= t.tmin
-              AND i.agg_key NOT IN (SELECT agg_key FROM shared_keys)
-              AND i.agg_key NOT LIKE '%|missing-asset:%')
-        WHERE rn = 1 AND NOT restartable""",
+    """CREATE OR REPLACE TEMP TABLE seeded_start AS
+        SELECT agg_key, start.time_us AS time_us, start.seq AS seq,
+               start.linked_to AS linked_to
+        FROM latest
+        WHERE NOT restartable
+          AND agg_key NOT IN (SELECT agg_key FROM shared_keys)
+          AND agg_key NOT LIKE '%|missing-asset:%'""",
     # the stateful rows of those keys' occurrences (orphans, stale resolves, duplicates and
     # too-late events take no part in one) from their last quiet incident on (every
     # occurrence before it is closed there)
     f"""CREATE OR REPLACE TEMP TABLE seeded_rows AS
-        SELECT e.agg_key, e.alert, e.rowid AS rid, e.event_id, e.status,
+        SELECT e.agg_key, e.alert, e.rid, e.event_id, e.status,
                e.event_time_us < s.time_us
                OR (e.event_time_us = s.time_us AND e.ingest_seq < s.seq) AS before,
                e.event_time_us, e.ingest_seq
-        FROM {SCHEMA}.events e JOIN seeded_start s USING (agg_key) JOIN restart r USING (agg_key)
-        WHERE e.fate = 0 AND NOT e.stale_resolve AND e.status <> 'point'
-          AND (e.event_time_us > r.time_us
-               OR (e.event_time_us = r.time_us AND e.ingest_seq >= r.seq))""",
+        FROM (SELECT agg_key, alert, rowid AS rid, event_id, status, event_time_us,
+                     ingest_seq, fate, stale_resolve
+              FROM {SCHEMA}.events WHERE rowid IN (
+                  SELECT rid FROM walked WHERE agg_key IN (SELECT agg_key FROM seeded_start))
+             ) e JOIN seeded_start s USING (agg_key)
+        WHERE e.fate = 0 AND NOT e.stale_resolve AND e.status <> 'point'""",
     """CREATE OR REPLACE TEMP TABLE seeds AS
         SELECT agg_key, alert, rid, event_id FROM (
             SELECT agg_key, alert, rid, event_id, status,
@@ -583,7 +591,9 @@ _SEEDED = [
                        ROWS UNBOUNDED PRECEDING) AS firsts
             FROM seeded_rows r SEMI JOIN seeds s ON r.agg_key = s.agg_key AND r.alert = s.alert
             JOIN (SELECT event_id, incident_id, new_alert FROM {SCHEMA}.memberships
-                  WHERE agg_key IN (SELECT agg_key FROM seeds)) m ON m.event_id = r.event_id
+                  WHERE rowid IN (SELECT rowid FROM {SCHEMA}.memberships
+                                  WHERE agg_key IN (SELECT agg_key FROM seeds))) m
+              ON m.event_id = r.event_id
             WHERE r.before)
         SELECT DISTINCT agg_key, alert, incident_id FROM o
         WHERE firsts = 0 OR (firsts = 1 AND new_alert)""",
@@ -601,9 +611,9 @@ _READ = [
     # (with the seed rows, read in the same pass and then set apart)
     f"""CREATE OR REPLACE TEMP TABLE region AS
         SELECT {{read}} FROM {SCHEMA}.events WHERE rowid IN (
-            SELECT e.rowid FROM {SCHEMA}.events e JOIN restart r USING (agg_key)
-            WHERE e.event_time_us > r.time_us
-               OR (e.event_time_us = r.time_us AND e.ingest_seq >= r.seq)
+            SELECT w.rid FROM walked w JOIN restart r USING (agg_key)
+            WHERE w.event_time_us > r.time_us
+               OR (w.event_time_us = r.time_us AND w.ingest_seq >= r.seq)
             UNION ALL SELECT rid FROM seeds
             UNION ALL
             SELECT e.rowid FROM {SCHEMA}.events e JOIN (
