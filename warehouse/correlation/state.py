@@ -410,11 +410,14 @@ class CorrelationState:
         merge records) and the live ones' LIFECYCLE; only those of the incident ids in table
         `among` if given."""
         con = self.con
-        only = f"incident_id IN (SELECT incident_id FROM {among})" if among else "true"
-        i_only, m_only = (f"i.{only}", f"m.{only}") if among else (only, only)
+
+        def only(alias: str) -> str:
+            return f"{alias}.incident_id IN (SELECT incident_id FROM {among})" if among \
+                else "true"
+
         stored = con.sql(f"""
             SELECT i.*, c.clock_us FROM {SCHEMA}.incidents i JOIN {SCHEMA}.clocks c
-            USING (tenant_id) WHERE {i_only}
+            USING (tenant_id) WHERE {only('i')}
             ORDER BY tenant_id, first_seen, incident_id""").to_arrow_table()
         column = {name: _us(stored.column(name)) for name in (
             "occurrences", "resolved_occurrences", "last_resolve_us", "open_until_us",
@@ -436,7 +439,7 @@ class CorrelationState:
             FROM {SCHEMA}.merges m JOIN {SCHEMA}.memberships o
                  ON o.event_id = m.survivor_event_id
             WHERE m.incident_id NOT IN (SELECT incident_id FROM {SCHEMA}.incidents)
-              AND {m_only}
+              AND {only('m')}
             QUALIFY row_number() OVER (PARTITION BY m.incident_id ORDER BY m.arrival_seq) = 1
             ORDER BY m.tenant_id, m.first_seen, m.incident_id""").to_arrow_table()
         return pa.concat_tables([live, merged.select(INCIDENTS.names).cast(INCIDENTS)]), lifecycle
